@@ -1,0 +1,118 @@
+import json
+import secrets
+import sys
+from functools import lru_cache
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values that appear in examples and documentation: never acceptable in production.
+EXAMPLE_SECRET_KEYS = frozenset(
+    {"changethis", "change-me", "changeme", "secret", "your-secret-key"}
+)
+MIN_SECRET_KEY_LENGTH = 32
+
+DRIVER_PREFIXES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+    )
+
+    ENVIRONMENT: Literal["local", "test", "production"] = "local"
+    PROJECT_NAME: str = "FastAPI service"
+    DATABASE_URL: str = "sqlite+aiosqlite:///./app.db"
+    # Seconds. They bound how long a request can wait for an unreachable database.
+    DATABASE_CONNECT_TIMEOUT: float = Field(default=5.0, gt=0, le=300)
+    DATABASE_COMMAND_TIMEOUT: float = Field(default=30.0, gt=0, le=3600)
+    DATABASE_POOL_TIMEOUT: float = Field(default=10.0, gt=0, le=300)
+    DATABASE_POOL_SIZE: int = Field(default=10, ge=1, le=1000)
+    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0, le=1000)
+    SECRET_KEY: str = ""
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1, le=60 * 24 * 365)
+    FIRST_SUPERUSER_USERNAME: str = "admin"
+    FIRST_SUPERUSER_EMAIL: str = "admin@example.com"
+    FIRST_SUPERUSER_PASSWORD: str = ""
+    # A comma-separated list, or a JSON list.
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    USERS_OPEN_REGISTRATION: bool = True
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def use_an_async_driver(cls, url: str) -> str:
+        # Accept the URLs that hosting providers hand out and pick the async driver for them.
+        for plain in ("postgres://", "postgresql://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url.removeprefix(plain)
+        if url.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+        if not url.startswith(DRIVER_PREFIXES):
+            scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+            msg = (
+                f"must start with postgresql+asyncpg:// or sqlite+aiosqlite:// (got {scheme!r}://…)"
+            )
+            raise ValueError(msg)
+        return url
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
+
+    @field_validator("CORS_ORIGINS", mode="after")
+    @classmethod
+    def strip_trailing_slashes(cls, origins: list[str]) -> list[str]:
+        return [origin.rstrip("/") for origin in origins]
+
+    @model_validator(mode="after")
+    def check_secret_key(self) -> Self:
+        key = self.SECRET_KEY
+        if self.ENVIRONMENT == "production":
+            if not key:
+                msg = "SECRET_KEY is missing; production needs a long random value"
+            elif key.lower() in EXAMPLE_SECRET_KEYS:
+                msg = "SECRET_KEY is an example value; production needs a long random value"
+            elif len(key) < MIN_SECRET_KEY_LENGTH:
+                msg = (
+                    f"SECRET_KEY is {len(key)} characters; production needs at least "
+                    f"{MIN_SECRET_KEY_LENGTH}"
+                )
+            else:
+                return self
+            msg += ' (for example: python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            raise ValueError(msg)
+        if not key:
+            # Local and test runs work without configuration; tokens then last one process.
+            self.SECRET_KEY = secrets.token_urlsafe(48)
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+
+def format_settings_error(error: ValidationError) -> str:
+    lines = ["Invalid settings (from the environment or .env):"]
+    for problem in error.errors(include_url=False, include_input=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["loc"]:
+            message = ".".join(str(part) for part in problem["loc"]) + ": " + message
+        lines.append(f"  {message}")
+    return "\n".join(lines)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        # A configuration mistake is the user's, so say what is wrong without a traceback.
+        print(format_settings_error(error), file=sys.stderr)
+        raise SystemExit(2) from None

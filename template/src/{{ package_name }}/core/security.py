@@ -1,0 +1,77 @@
+import asyncio
+from datetime import timedelta
+from functools import cache
+
+import jwt
+from passlib.context import CryptContext
+
+from .config import get_settings
+from .models import MAX_ID, utcnow
+
+ALGORITHM = "HS256"
+
+# argon2 costs about 100 ms of CPU by design: always run it in a worker thread, never on
+# the event loop. `deprecated="auto"` lets verify_and_update upgrade old hashes at login.
+password_context = CryptContext(schemes=["argon2"], deprecated="auto")
+
+
+def _hash(password: str) -> str:
+    return str(password_context.hash(password))
+
+
+def _verify_and_update(password: str, password_hash: str) -> tuple[bool, str | None]:
+    valid, new_hash = password_context.verify_and_update(password, password_hash)
+    return bool(valid), new_hash
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hash, password)
+
+
+async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    """Check a password; returns (valid, a new hash to store or None).
+
+    Without a stored hash (an unknown user) it verifies against a dummy hash, so that an
+    unknown user costs what a wrong password costs.
+    """
+    if password_hash is None:
+        await asyncio.to_thread(password_context.verify, password, _dummy_hash())
+        return False, None
+    return await asyncio.to_thread(_verify_and_update, password, password_hash)
+
+
+@cache
+def _dummy_hash() -> str:
+    return str(password_context.hash("not the password of anyone"))
+
+
+def warm_up() -> None:
+    """Compute the dummy hash before the first unknown-user login needs it."""
+    _dummy_hash()
+
+
+def create_access_token(user_id: int, expires_delta: timedelta | None = None) -> str:
+    settings = get_settings()
+    if expires_delta is None:
+        expires_delta = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    now = utcnow()
+    payload = {"sub": str(user_id), "iat": now, "exp": now + expires_delta}
+    return jwt.encode(payload, settings.SECRET_KEY, algorithm=ALGORITHM)
+
+
+def read_access_token(token: str) -> int | None:
+    """The user id a valid token names, or None for any invalid or expired token."""
+    try:
+        payload = jwt.decode(
+            token,
+            get_settings().SECRET_KEY,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    subject = payload["sub"]
+    if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()):
+        return None
+    user_id = int(subject)
+    return user_id if 1 <= user_id <= MAX_ID else None

@@ -1,0 +1,73 @@
+"""Create the first superuser from the FIRST_SUPERUSER_* settings; safe to run again.
+
+uv run python -m <package>.initial_data
+"""
+
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from .core.config import Settings, get_settings
+from .core.db import SessionFactory, engine
+from .users import service
+from .users.models import User, UserCreate
+
+logger = logging.getLogger(__name__)
+
+
+async def create_first_superuser(session: AsyncSession, settings: Settings) -> tuple[User, bool]:
+    """Returns the superuser and whether it was created now."""
+    if not settings.FIRST_SUPERUSER_PASSWORD:
+        msg = "FIRST_SUPERUSER_PASSWORD is not set (in the environment or .env)"
+        raise ValueError(msg)
+    user_in = UserCreate(
+        username=settings.FIRST_SUPERUSER_USERNAME,
+        email=settings.FIRST_SUPERUSER_EMAIL,
+        password=settings.FIRST_SUPERUSER_PASSWORD,
+    )
+    existing = await service.get_user_by_login(session, user_in.username)
+    if existing is None:
+        existing = await service.get_user_by_login(session, user_in.email)
+    if existing is not None:
+        return existing, False
+    return await service.create_user(session, user_in, is_superuser=True), True
+
+
+async def main() -> int:
+    settings = get_settings()
+    try:
+        async with SessionFactory() as session:
+            user, created = await create_first_superuser(session, settings)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+        logger.error("The FIRST_SUPERUSER_* settings are invalid: %s", problems)
+        return 2
+    except ValueError as error:
+        logger.error("%s", error)
+        return 2
+    except (DBAPIError, OSError) as error:
+        logger.error(
+            "Cannot use the database (%s). Is it running, and did you run "
+            "`alembic upgrade head`? %s",
+            settings.DATABASE_URL.split("@")[-1],
+            str(error).splitlines()[0],
+        )
+        return 1
+    finally:
+        await engine.dispose()
+    if created:
+        logger.info("Created superuser %r", user.username)
+    else:
+        logger.info("Superuser %r already exists; nothing to do", user.username)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(asyncio.run(main()))

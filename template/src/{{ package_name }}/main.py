@@ -1,0 +1,38 @@
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from .api import api_router
+from .core import security
+from .core.config import get_settings
+from .core.db import engine
+from .core.errors import add_exception_handlers
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    await asyncio.to_thread(security.warm_up)
+    yield
+    await engine.dispose()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(title=settings.PROJECT_NAME, lifespan=lifespan)
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    add_exception_handlers(app)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,102 @@
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, StringConstraints, field_validator
+from sqlalchemy import CheckConstraint
+from sqlmodel import Field, SQLModel
+
+from ..core.models import WRITE_MODEL_CONFIG, Text, UTCDateTime, no_nul, timestamp_field
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+USERNAME_RE = re.compile(USERNAME_PATTERN)
+
+Username = Annotated[str, StringConstraints(min_length=3, max_length=32, pattern=USERNAME_PATTERN)]
+# Stored lower-case, so that the unique index makes addresses unique ignoring case.
+# (email-validator refuses addresses over 254 characters.)
+Email = Annotated[EmailStr, AfterValidator(str.lower)]
+FullName = Annotated[Text, StringConstraints(max_length=255)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+
+# In update models, a field typed without None but defaulting to None may be left out and
+# may not be set to null: pydantic does not validate defaults.
+
+
+class UserBase(SQLModel):
+    username: str = Field(min_length=3, max_length=32, unique=True, index=True)
+    email: EmailStr = Field(max_length=254, unique=True, index=True)
+    full_name: str | None = Field(default=None, max_length=255)
+
+    @field_validator("username")
+    @classmethod
+    def check_username_characters(cls, username: str) -> str:
+        if not USERNAME_RE.fullmatch(username):
+            msg = "may hold only letters A-Z and a-z, digits, '_', '.' and '-'"
+            raise ValueError(msg)
+        return username
+
+    @field_validator("email")
+    @classmethod
+    def lower_case_email(cls, email: str) -> str:
+        return email.lower()
+
+    @field_validator("full_name")
+    @classmethod
+    def refuse_nul(cls, full_name: str | None) -> str | None:
+        return None if full_name is None else no_nul(full_name)
+
+
+class User(UserBase, table=True):
+    __tablename__ = "users"
+    # The database holds the case rule too, so no writer can bypass it.
+    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower_case"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    hashed_password: str = Field(max_length=255)
+    is_active: bool = True
+    is_superuser: bool = False
+    created_at: datetime = timestamp_field()
+
+
+class UserCreate(UserBase):
+    model_config = WRITE_MODEL_CONFIG
+
+    password: Password
+
+
+class UserUpdateMe(SQLModel):
+    model_config = WRITE_MODEL_CONFIG
+
+    username: Username = Field(default=None)
+    email: Email = Field(default=None)
+    full_name: FullName | None = None
+
+
+class UserUpdate(UserUpdateMe):
+    """What a superuser may change on any account."""
+
+    password: Password = Field(default=None)
+    is_active: bool = Field(default=None)
+    is_superuser: bool = Field(default=None)
+
+
+class UpdatePassword(SQLModel):
+    model_config = WRITE_MODEL_CONFIG
+
+    current_password: Annotated[str, StringConstraints(max_length=128)]
+    new_password: Password
+
+
+class UserPublic(SQLModel):
+    id: int
+    username: str
+    email: str
+    full_name: str | None
+    is_active: bool
+    is_superuser: bool
+    created_at: UTCDateTime
+
+
+class UsersPublic(SQLModel):
+    data: list[UserPublic]
+    count: int
