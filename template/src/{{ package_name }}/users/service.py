@@ -84,7 +84,7 @@ async def change_password(session: AsyncSession, user: User, change: UpdatePassw
 
 
 async def delete_user(session: AsyncSession, user_id: int) -> None:
-    # The database deletes the user's items with them (ON DELETE CASCADE).
+    # The database deletes whatever the user owns with them (ON DELETE CASCADE).
     result = await session.exec(delete(User).where(col(User.id) == user_id))
     await session.commit()
     if result.rowcount == 0:

@@ -1,0 +1,95 @@
+"""Every answer that can be wrong is refused with a message naming its question."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import copier
+import pytest
+import yaml
+
+from .conftest import TEMPLATE, Render
+
+QUESTIONS = yaml.safe_load((TEMPLATE / "copier.yml").read_text())
+CONTRACT_QUESTIONS = {
+    "project_name", "project_slug", "package_name", "description", "author_name",
+    "author_email", "python_version", "database", "include_items", "ci", "docker",
+}  # fmt: skip
+
+
+def test_the_contract_questions_are_asked_with_help() -> None:
+    asked = {name for name in QUESTIONS if not name.startswith("_")}
+    assert asked == CONTRACT_QUESTIONS
+    for name in asked:
+        assert QUESTIONS[name].get("help"), f"{name} has no help"
+
+
+def test_template_needs_no_trust() -> None:
+    assert "_tasks" not in QUESTIONS
+    assert "_jinja_extensions" not in QUESTIONS
+    assert "_migrations" not in QUESTIONS
+    assert QUESTIONS["_subdirectory"] == "template"
+    assert QUESTIONS["_envops"]["undefined"] == "jinja2.StrictUndefined"
+
+
+def test_defaults_chain_from_the_project_name(render: Render) -> None:
+    project = render(project_name="Acme  Orders & Co.")
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["project_slug"] == "acme-orders-co"
+    assert answers["package_name"] == "acme_orders_co"
+    assert (project / "src" / "acme_orders_co" / "main.py").is_file()
+
+
+BAD_ANSWERS = [
+    ("project_name", "   "),
+    ("project_slug", "Acme_Orders"),
+    ("project_slug", "acme--orders"),
+    ("project_slug", "-acme"),
+    ("project_slug", "9lives"),
+    ("package_name", "Acme"),
+    ("package_name", "acme-orders"),
+    ("package_name", "1acme"),
+    ("package_name", "class"),
+    ("package_name", "import"),
+    ("package_name", "sqlmodel"),
+    ("author_email", "not-an-email"),
+    ("author_email", "a@b"),
+    ("python_version", "3.10"),
+    ("database", "mysql"),
+    ("ci", "jenkins"),
+]
+
+
+@pytest.mark.parametrize(("question", "answer"), BAD_ANSWERS, ids=lambda v: str(v))
+def test_bad_answer_is_refused_naming_the_question(
+    tmp_path: Path, question: str, answer: str
+) -> None:
+    destination = tmp_path / "out"
+    with pytest.raises(ValueError, match=question) as error:
+        copier.run_copy(
+            str(TEMPLATE),
+            destination,
+            data={"project_name": "Acme Orders", question: answer},
+            defaults=True,
+            vcs_ref="HEAD",
+            quiet=True,
+        )
+    assert "Traceback" not in str(error.value)
+    # Nothing half-written is left behind.
+    assert not destination.exists() or not any(destination.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("project_slug", "a"),
+        ("project_slug", "acme-orders-2"),
+        ("package_name", "acme"),
+        ("package_name", "_private"),
+        ("author_email", "first.last+tag@sub.example.org"),
+    ],
+)
+def test_good_answers_are_accepted(render: Render, question: str, answer: str) -> None:
+    project = render(**{question: answer})
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers[question] == answer

@@ -1,0 +1,152 @@
+"""Walk every route of the contract (../shared/API.md) over real HTTP.
+
+    python tools/api_contract.py http://127.0.0.1:8000
+
+The nox `generated` session runs it against uvicorn serving a freshly rendered project,
+with SUPERUSER_USERNAME and SUPERUSER_PASSWORD naming the superuser that
+`initial_data` created. Any deviation stops it with a message; it prints a summary line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from typing import Any
+
+import httpx
+
+checks = 0
+
+
+def expect(response: httpx.Response, status: int, what: str) -> Any:
+    global checks  # noqa: PLW0603
+    checks += 1
+    if response.status_code != status:
+        sys.exit(
+            f"FAILED {what}: {response.request.method} {response.request.url} answered "
+            f"{response.status_code}, expected {status}: {response.text[:500]}"
+        )
+    if status >= 500:
+        sys.exit(f"FAILED {what}: server error")
+    text = response.text
+    if "hashed_password" in text or "$argon2" in text:
+        sys.exit(f"FAILED {what}: password material in the response")
+    return response.json() if text else None
+
+
+def main(base_url: str) -> None:
+    api = httpx.Client(base_url=f"{base_url}/api/v1", timeout=10)
+    su_login = {"username": os.environ["SUPERUSER_USERNAME"],
+                "password": os.environ["SUPERUSER_PASSWORD"]}  # fmt: skip
+    has_items = "/api/v1/items" in api.get(f"{base_url}/openapi.json").json()["paths"]
+
+    assert expect(api.get("/health/live"), 200, "liveness") == {"status": "ok"}
+    expect(api.get("/health/ready"), 200, "readiness")
+
+    # Sign-up and sign-in.
+    tag = secrets.token_hex(3)
+    password = "a good long password"
+    alice = {"username": f"alice_{tag}", "email": f"Alice_{tag}@Example.com", "password": password}
+    me = expect(api.post("/users", json=alice), 201, "sign up")
+    assert me["email"] == alice["email"].lower(), me
+    assert "password" not in me
+    expect(api.post("/users", json=alice | {"username": f"other_{tag}"}), 409, "email taken")
+    expect(api.post("/users", json=alice | {"email": f"x{tag}@example.com"}), 409, "name taken")
+    expect(api.post("/users", json=alice | {"username": "no"}), 422, "short username")
+    expect(api.post("/users", json=alice | {"is_superuser": True}), 422, "unknown field")
+    expect(api.post("/auth/token", data={"username": alice["username"], "password": "wrong!!!"}),
+           401, "wrong password")  # fmt: skip
+    expect(api.post("/auth/token", data={"username": "nobody_" + tag, "password": password}),
+           401, "unknown user")  # fmt: skip
+    token = expect(
+        api.post("/auth/token", data={"username": alice["email"], "password": password}),
+        200, "login by email",
+    )  # fmt: skip
+    assert token["token_type"] == "bearer"
+    user = {"Authorization": f"Bearer {token['access_token']}"}
+    su_token = expect(api.post("/auth/token", data=su_login), 200, "superuser login")
+    su = {"Authorization": f"Bearer {su_token['access_token']}"}
+
+    # Me.
+    response = api.get("/users/me")
+    expect(response, 401, "me without token")
+    assert response.headers.get("www-authenticate") == "Bearer"
+    expect(api.get("/users/me", headers={"Authorization": "Bearer nonsense"}), 401, "bad token")
+    assert expect(api.get("/users/me", headers=user), 200, "me")["id"] == me["id"]
+    patched = expect(api.patch("/users/me", headers=user, json={"full_name": "Alice A."}),
+                     200, "update me")  # fmt: skip
+    assert patched["full_name"] == "Alice A."
+    expect(api.patch("/users/me", headers=user, json={"is_superuser": True}), 422, "no escalation")
+    expect(api.put("/users/me/password", headers=user,
+                   json={"current_password": "wrong!!!", "new_password": "x" * 10}),
+           400, "wrong current password")  # fmt: skip
+    expect(api.put("/users/me/password", headers=user,
+                   json={"current_password": password, "new_password": "short"}),
+           422, "weak new password")  # fmt: skip
+    expect(api.put("/users/me/password", headers=user,
+                   json={"current_password": password, "new_password": "another long one"}),
+           204, "change password")  # fmt: skip
+
+    # Administration.
+    listing = expect(api.get("/users?limit=1", headers=su), 200, "list users")
+    assert listing["count"] >= 2 and len(listing["data"]) == 1, listing
+    expect(api.get("/users", headers=user), 403, "list users as a user")
+    expect(api.get("/users?limit=101", headers=su), 422, "limit too large")
+    expect(api.get("/users?offset=-1", headers=su), 422, "negative offset")
+    expect(api.get(f"/users/{me['id']}", headers=user), 200, "read self")
+    expect(api.get(f"/users/{me['id']}", headers=su), 200, "read user as superuser")
+    expect(api.get("/users/2147483647", headers=su), 404, "missing user")
+    expect(api.get("/users/abc", headers=su), 422, "malformed id")
+    bob = expect(api.post("/users", json={"username": f"bob_{tag}", "email": f"bob_{tag}@example.com",
+                                          "password": password}), 201, "sign up bob")  # fmt: skip
+    expect(api.get(f"/users/{bob['id']}", headers=user), 403, "read another user")
+    expect(api.patch(f"/users/{bob['id']}", headers=user, json={"full_name": "x"}), 403,
+           "admin update as a user")  # fmt: skip
+    expect(api.patch(f"/users/{bob['id']}", headers=su, json={"username": alice["username"]}), 409,
+           "admin update to a taken name")  # fmt: skip
+    promoted = expect(api.patch(f"/users/{bob['id']}", headers=su,
+                                json={"is_active": False, "full_name": "Bob"}), 200, "admin update")  # fmt: skip
+    assert promoted["is_active"] is False
+    expect(api.post("/auth/token", data={"username": bob["username"], "password": password}),
+           400, "inactive user login")  # fmt: skip
+
+    # Items.
+    if has_items:
+        item = expect(api.post("/items", headers=user, json={"title": "Lamp"}), 201, "create item")
+        assert item["owner_id"] == me["id"], item
+        expect(api.post("/items", json={"title": "Lamp"}), 401, "create item without token")
+        expect(api.post("/items", headers=user, json={"title": ""}), 422, "empty title")
+        expect(api.post("/items", headers=user, json={"title": "x", "description": "d" * 4001}),
+               422, "long description")  # fmt: skip
+        mine = expect(api.get("/items", headers=user), 200, "list own items")
+        assert mine["count"] == 1 and mine["data"][0]["id"] == item["id"], mine
+        assert expect(api.get("/items", headers=su), 200, "list all items")["count"] >= 1
+        url = f"/items/{item['id']}"
+        expect(api.get(url, headers=user), 200, "read item")
+        expect(api.patch(url, headers=user, json={"title": "Desk lamp"}), 200, "update item")
+        carol = {"username": f"carol_{tag}", "email": f"carol_{tag}@example.com", "password": password}
+        expect(api.post("/users", json=carol), 201, "sign up carol")
+        carol_token = expect(api.post("/auth/token", data={"username": carol["username"], "password": password}),
+                             200, "carol login")  # fmt: skip
+        carol_h = {"Authorization": f"Bearer {carol_token['access_token']}"}
+        expect(api.get(url, headers=carol_h), 404, "someone else's item")
+        expect(api.delete(url, headers=carol_h), 404, "delete someone else's item")
+        expect(api.get(url, headers=su), 200, "superuser reads any item")
+        second = expect(api.post("/items", headers=user, json={"title": "Chair"}), 201, "create item")
+        expect(api.delete(url, headers=user), 204, "delete item")
+        expect(api.get(url, headers=user), 404, "deleted item")
+
+    # Deleting accounts (their items go too).
+    expect(api.delete(f"/users/{bob['id']}", headers=user), 403, "delete user as a user")
+    expect(api.delete(f"/users/{bob['id']}", headers=su), 204, "delete user")
+    expect(api.delete(f"/users/{bob['id']}", headers=su), 404, "delete missing user")
+    expect(api.delete("/users/me", headers=user), 204, "delete me")
+    expect(api.get("/users/me", headers=user), 401, "token of a deleted user")
+    if has_items:
+        expect(api.get(f"/items/{second['id']}", headers=su), 404, "items deleted with the owner")
+    print(f"api_contract: {checks} passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1].rstrip("/"))
