@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
@@ -47,8 +46,7 @@ def project_env(**extra: str) -> dict[str, str | None]:
         # The project's own .venv, not nox's.
         "VIRTUAL_ENV": None,
         "UV_PROJECT_ENVIRONMENT": None,
-        # Interpreters come from this machine; a missing one is an error, not a download.
-        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_PYTHON": None,
         "TEST_DATABASE_URL": None,
         "DATABASE_URL": None,
         **extra,
@@ -62,15 +60,9 @@ def uv(session: nox.Session, *args: str, **env: str) -> None:
 # --- PostgreSQL ---------------------------------------------------------------------
 
 
-async def _admin(server_url: str, sql: str) -> None:
-    import asyncpg  # noqa: PLC0415 (installed in the session)
-
-    dsn = server_url.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(dsn, timeout=5)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
+def pg_admin(session: nox.Session, *args: str) -> str:
+    output = session.run("python", str(ROOT / "tools" / "pg_admin.py"), *args, silent=True)
+    return str(output).strip()
 
 
 @contextlib.contextmanager
@@ -83,21 +75,20 @@ def postgres_database(session: nox.Session) -> Iterator[str | None]:
     given = os.environ.get("TEST_DATABASE_URL") or DEFAULT_POSTGRES
     server = given.rsplit("/", 1)[0] if given.count("/") > 2 else given
     session.install("asyncpg")
-    try:
-        asyncio.run(_admin(server + "/postgres", "SELECT 1"))
-    except Exception as error:  # noqa: BLE001 (any failure means: no usable server)
-        message = f"PostgreSQL at {server.split('@')[-1]} does not answer ({error!r})"
+    probe = pg_admin(session, "probe", server)
+    if probe != "ok":
+        message = f"PostgreSQL at {server.split('@')[-1]} does not answer ({probe})"
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             session.error(f"{message}, and REQUIRE_POSTGRES=1")
         session.warn(f"SKIPPED the PostgreSQL checks: {message}. Set REQUIRE_POSTGRES=1 to fail.")
         yield None
         return
     name = f"template_{secrets.token_hex(4)}"
-    asyncio.run(_admin(server + "/postgres", f'CREATE DATABASE "{name}"'))
+    pg_admin(session, "create", server, name)
     try:
         yield f"{server}/{name}"
     finally:
-        asyncio.run(_admin(server + "/postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        pg_admin(session, "drop", server, name)
 
 
 # --- Serving ------------------------------------------------------------------------
@@ -181,11 +172,11 @@ def generated(session: nox.Session) -> None:
     uv(session, "run", "pytest", "-q")
     check_served_api(session, project, package, sqlite_url)
 
-    with postgres_database(session) as postgres_url:
-        if postgres_url is not None:
-            check_migrations(session, postgres_url)
-            uv(session, "run", "pytest", "-q", TEST_DATABASE_URL=postgres_url)
-            check_served_api(session, project, package, postgres_url)
+    with postgres_database(session) as served_url, postgres_database(session) as tests_url:
+        if served_url is not None and tests_url is not None:
+            check_migrations(session, served_url)
+            uv(session, "run", "pytest", "-q", TEST_DATABASE_URL=tests_url)
+            check_served_api(session, project, package, served_url)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
