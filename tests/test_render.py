@@ -32,7 +32,7 @@ def test_default_render_has_the_contract_layout(render: Render) -> None:
     project = render()
     package = project / "src" / "acme_orders"
     for path in [
-        "pyproject.toml", "README.md", ".env", ".env.example", ".gitignore", ".python-version",
+        "pyproject.toml", "README.md", ".env", ".env.example", ".gitignore",
         "alembic.ini", ".copier-answers.yml", "migrations/env.py", "migrations/script.py.mako",
         "tests/conftest.py", "tests/test_users.py", "tests/test_items.py",
         "tests/test_migrations.py",
@@ -96,7 +96,6 @@ def test_python_version_sets_the_tools(render: Render) -> None:
     assert pyproject["project"]["requires-python"] == ">=3.13"
     assert pyproject["tool"]["ruff"]["target-version"] == "py313"
     assert pyproject["tool"]["mypy"]["python_version"] == "3.13"
-    assert (project / ".python-version").read_text().strip() == "3.13"
 
 
 def test_secrets_are_random_and_stay_out_of_the_answers_file(render: Render) -> None:
