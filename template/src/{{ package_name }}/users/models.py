@@ -18,10 +18,6 @@ Email = Annotated[EmailStr, AfterValidator(str.lower)]
 FullName = Annotated[Text, StringConstraints(max_length=255)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 
-# In update models, a field typed without None but defaulting to None may be left out and
-# may not be set to null: pydantic does not validate defaults.
-
-
 class UserBase(SQLModel):
     username: str = Field(min_length=3, max_length=32, unique=True, index=True)
     email: EmailStr = Field(max_length=254, unique=True, index=True)
@@ -67,6 +63,8 @@ class UserCreate(UserBase):
 class UserUpdateMe(SQLModel):
     model_config = WRITE_MODEL_CONFIG
 
+    # A field typed without None but defaulting to None may be left out, yet not set to
+    # null: pydantic does not validate defaults.
     username: Username = Field(default=None)
     email: Email = Field(default=None)
     full_name: FullName | None = None
