@@ -26,7 +26,8 @@ def create_app() -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.CORS_ORIGINS,
-            allow_credentials=True,
+            # Never credentials for any site ("*" is refused in production).
+            allow_credentials="*" not in settings.CORS_ORIGINS,
             allow_methods=["*"],
             allow_headers=["*"],
         )

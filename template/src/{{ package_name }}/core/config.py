@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     DATABASE_POOL_TIMEOUT: float = Field(default=10.0, gt=0, le=300)
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1, le=1000)
     DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0, le=1000)
+    # Set when DATABASE_URL names PgBouncer in transaction mode.
+    DATABASE_PGBOUNCER: bool = False
     SECRET_KEY: str = ""
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1, le=60 * 24 * 365)
     FIRST_SUPERUSER_USERNAME: str = "admin"
@@ -91,6 +93,14 @@ class Settings(BaseSettings):
         if not key:
             # Local and test runs work without configuration; tokens then last one process.
             self.SECRET_KEY = secrets.token_urlsafe(48)
+        return self
+
+    @model_validator(mode="after")
+    def check_cors_origins(self) -> Self:
+        # The API allows credentials from its origins: with "*" that would be any site.
+        if self.ENVIRONMENT == "production" and "*" in self.CORS_ORIGINS:
+            msg = 'CORS_ORIGINS may not be "*" in production: list the origins allowed to call'
+            raise ValueError(msg + " the API with credentials")
         return self
 
     @property

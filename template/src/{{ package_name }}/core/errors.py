@@ -2,9 +2,13 @@ import logging
 import re
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import UniqueConstraint
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import SQLModel
 
 logger = logging.getLogger(__name__)
@@ -66,7 +70,7 @@ def conflict_detail(error: IntegrityError) -> str:
 
 
 def _is_database_unavailable(error: Exception) -> bool:
-    if isinstance(error, (OSError, TimeoutError)):
+    if isinstance(error, (OSError, TimeoutError, PoolTimeoutError)):
         return True
     if isinstance(error, DBAPIError):
         return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
@@ -88,6 +92,21 @@ async def _integrity_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "The request conflicts with current data"}, status_code=409)
 
 
+async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)  # noqa: S101
+    # FastAPI would echo each invalid value back as "input": a rejected password too.
+    problems = [{k: v for k, v in problem.items() if k != "input"} for problem in error.errors()]
+    return JSONResponse(
+        {"detail": jsonable_encoder(problems)},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+async def _stale_data(_request: Request, _error: Exception) -> JSONResponse:
+    # Another request deleted the row between this one reading and updating it.
+    return JSONResponse({"detail": "Not found"}, status_code=status.HTTP_404_NOT_FOUND)
+
+
 async def _database_error(_request: Request, error: Exception) -> JSONResponse:
     if not _is_database_unavailable(error):
         raise error
@@ -102,5 +121,8 @@ async def _database_error(_request: Request, error: Exception) -> JSONResponse:
 def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
-    for error_type in (DBAPIError, OSError, TimeoutError):
+    app.add_exception_handler(StaleDataError, _stale_data)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    # PoolTimeoutError: no pooled connection came free within DATABASE_POOL_TIMEOUT.
+    for error_type in (DBAPIError, OSError, TimeoutError, PoolTimeoutError):
         app.add_exception_handler(error_type, _database_error)

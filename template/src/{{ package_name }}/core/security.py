@@ -31,11 +31,11 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
     """Check a password; returns (valid, a new hash to store or None).
 
-    Without a stored hash (an unknown user) it verifies against a dummy hash, so that an
-    unknown user costs what a wrong password costs.
+    Without a stored hash (an unknown user) it verifies against a dummy hash the same way,
+    so that an unknown user costs what a wrong password costs.
     """
     if password_hash is None:
-        await asyncio.to_thread(password_context.verify, password, _dummy_hash())
+        await asyncio.to_thread(_verify_and_update, password, _dummy_hash())
         return False, None
     return await asyncio.to_thread(_verify_and_update, password, password_hash)
 
