@@ -18,6 +18,7 @@ Email = Annotated[EmailStr, AfterValidator(str.lower)]
 FullName = Annotated[Text, StringConstraints(max_length=255)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 
+
 class UserBase(SQLModel):
     username: str = Field(min_length=3, max_length=32, unique=True, index=True)
     email: EmailStr = Field(max_length=254, unique=True, index=True)
