@@ -18,16 +18,19 @@ def render(tmp_path: Path) -> Render:
     counter = iter(range(1000))
 
     def run(**answers: Any) -> Path:
-        destination = tmp_path / f"project{next(counter)}"
-        copier.run_copy(
-            str(TEMPLATE),
-            destination,
-            data={"project_name": "Acme Orders", **answers},
-            defaults=True,
-            vcs_ref="HEAD",
-            quiet=True,
-            unsafe=False,
-        )
-        return destination
+        return render_into(tmp_path / f"project{next(counter)}", **answers)
 
     return run
+
+
+def render_into(destination: Path, **answers: Any) -> Path:
+    copier.run_copy(
+        str(TEMPLATE),
+        destination,
+        data={"project_name": "Acme Orders", **answers},
+        defaults=True,
+        vcs_ref="HEAD",
+        quiet=True,
+        unsafe=False,
+    )
+    return destination

@@ -1,0 +1,122 @@
+"""Every answer, one at a time away from the defaults, and the leanest and fullest projects."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import render_into
+from .test_render import TEMPLATE_SYNTAX, files_of
+
+ONE_AWAY: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "python_version=3.11": {"python_version": "3.11"},
+    "python_version=3.13": {"python_version": "3.13"},
+    "database=sqlite": {"database": "sqlite"},
+    "include_items=false": {"include_items": False},
+    "ci=gitlab": {"ci": "gitlab"},
+    "ci=none": {"ci": "none"},
+    "docker=false": {"docker": False},
+}
+NAMED = {
+    "leanest": {"database": "sqlite", "include_items": False, "ci": "none", "docker": False,
+                "python_version": "3.11"},
+    "fullest": {"database": "postgresql", "include_items": True, "ci": "github", "docker": True,
+                "python_version": "3.13"},
+}  # fmt: skip
+MATRIX = ONE_AWAY | NAMED
+
+# Characters Windows refuses in a file name, and names ending in a dot or a space.
+WINDOWS_REFUSES = re.compile(r'[<>:"|?*\\]|[. ]$')
+
+
+Case = tuple[Path, dict[str, Any]]
+
+
+@pytest.fixture(scope="module", params=list(MATRIX.values()), ids=list(MATRIX))
+def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Case:
+    """Each answer set rendered once for all the tests of this module."""
+    answers: dict[str, Any] = request.param
+    return render_into(tmp_path_factory.mktemp("matrix") / "project", **answers), answers
+
+
+def answer(answers: dict[str, Any], name: str) -> Any:
+    defaults = {"database": "postgresql", "include_items": True, "ci": "github", "docker": True,
+                "python_version": "3.12"}  # fmt: skip
+    return answers.get(name, defaults[name])
+
+
+def test_every_answer_renders_a_clean_project(case: Case) -> None:
+    project, answers = case
+    for path in files_of(project):
+        relative = path.relative_to(project)
+        for part in relative.parts:
+            assert not WINDOWS_REFUSES.search(part), relative
+        if path.suffix != ".mako":
+            assert not TEMPLATE_SYNTAX.search(path.read_text()), relative
+        if path.suffix in {".yml", ".yaml"}:
+            assert yaml.safe_load(path.read_text()) is not None, relative
+
+
+def test_every_answer_is_already_formatted(case: Case) -> None:
+    project, answers = case
+    ruff = shutil.which("ruff") or f"{sys.prefix}/bin/ruff"
+    result = subprocess.run(
+        [ruff, "format", "--check", "--diff", "."], cwd=project, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_answers_turn_files_on_and_off(case: Case) -> None:
+    project, answers = case
+    ci, docker = answer(answers, "ci"), answer(answers, "docker")
+    assert (project / ".github" / "workflows" / "ci.yml").exists() == (ci == "github")
+    assert (project / ".gitlab-ci.yml").exists() == (ci == "gitlab")
+    for name in ("Dockerfile", "compose.yaml", ".dockerignore", "docker-entrypoint.sh"):
+        assert (project / name).exists() == docker, name
+    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hook_ids = {hook["id"] for repo in hooks["repos"] for hook in repo["hooks"]}
+    assert {"ruff", "ruff-format", "mypy", "check-merge-conflict"} <= hook_ids
+    has_items = answer(answers, "include_items")
+    assert (project / "src" / "acme_orders" / "items").exists() == has_items
+
+
+def test_database_answer_reaches_ci_and_compose(case: Case) -> None:
+    project, answers = case
+    postgres = answer(answers, "database") == "postgresql"
+    ci = answer(answers, "ci")
+    if ci == "github":
+        workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+        assert ("postgres" in workflow["jobs"]) == postgres
+    if ci == "gitlab":
+        pipeline = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+        assert ("postgres" in pipeline) == postgres
+    if answer(answers, "docker"):
+        compose = yaml.safe_load((project / "compose.yaml").read_text())
+        assert ("db" in compose["services"]) == postgres
+        url = compose["services"]["app"]["environment"]["DATABASE_URL"]
+        assert url.startswith("postgresql+asyncpg://" if postgres else "sqlite+aiosqlite://")
+
+
+def test_python_version_reaches_every_tool(case: Case) -> None:
+    project, answers = case
+    version = answer(answers, "python_version")
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={version}"
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py{version.replace('.', '')}"
+    assert pyproject["tool"]["mypy"]["python_version"] == version
+    if answer(answers, "docker"):
+        dockerfile = (project / "Dockerfile").read_text()
+        assert f"python{version}-" in dockerfile and f"python:{version}-" in dockerfile
+    if answer(answers, "ci") == "github":
+        assert f'python-version: "{version}"' in (project / ".github/workflows/ci.yml").read_text()
+    if answer(answers, "ci") == "gitlab":
+        assert f"uv:python{version}-" in (project / ".gitlab-ci.yml").read_text()
