@@ -149,6 +149,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session
+def update(session: nox.Session) -> None:
+    """The `copier update` tests alone: v1 render, hand edits, v2 template, update (also in tests)."""
+    session.install(COPIER, "pytest>=8.3", "pyyaml")
+    session.run("pytest", "tests/test_update.py", *session.posargs)
+
+
 # The answer sets whose generated projects get the full checks. Answers that change no
 # Python (ci, docker) are covered by the template's own tests (tests/test_matrix.py): they
 # render, parse and format cleanly there, and would add minutes here for no new code path.

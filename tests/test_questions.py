@@ -93,3 +93,13 @@ def test_good_answers_are_accepted(render: Render, question: str, answer: str) -
     project = render(**{question: answer})
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers[question] == answer
+
+
+def test_the_repository_ci_runs_readme_test_command() -> None:
+    workflow = yaml.safe_load((TEMPLATE / ".github" / "workflows" / "ci.yml").read_text())
+    steps = workflow["jobs"]["nox"]["steps"]
+    readme = (TEMPLATE / "README.md").read_text()
+    command = readme.split("<!-- test command -->", 1)[1].split("```")[1].split("\n", 1)[1].strip()
+    assert command in [step.get("run") for step in steps]
+    # .ci/run runs the command it finds under the same marker.
+    assert "<!-- test command -->" in (TEMPLATE / ".ci" / "run").read_text()
