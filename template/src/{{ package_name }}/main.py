@@ -10,6 +10,7 @@ from .core import security
 from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
+from .core.limits import BodySizeLimit
 
 
 @asynccontextmanager
@@ -21,7 +22,11 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title=settings.PROJECT_NAME, lifespan=lifespan)
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        lifespan=lifespan,
+        responses={413: {"description": "Request body too large"}},
+    )
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -31,6 +36,8 @@ def create_app() -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Outermost, so that no other layer reads an oversized body.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     add_exception_handlers(app)
     app.include_router(api_router)
     return app

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # A comma-separated list, or a JSON list.
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     USERS_OPEN_REGISTRATION: bool = True
+    # Larger request bodies get 413 before anything reads them.
+    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -3,13 +3,16 @@ import re
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import UniqueConstraint
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import SQLModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,40 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
     )
 
 
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)  # noqa: S101
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        # Starlette names only the methods of the first route that matched the path.
+        allowed = _methods_for_path(request)
+        if allowed:
+            return JSONResponse(
+                {"detail": error.detail}, status_code=405, headers={"Allow": ", ".join(allowed)}
+            )
+    if error.status_code == status.HTTP_400_BAD_REQUEST and error.detail == _UNPARSABLE:
+        # A body that is not even text (not UTF-8) is invalid input like any other: 422.
+        problem = {"type": "body_unparsable", "loc": ["body"], "msg": "Body is not valid JSON"}
+        return JSONResponse({"detail": [problem]}, status_code=422)
+    return await http_exception_handler(request, error)
+
+
+_UNPARSABLE = "There was an error parsing the body"
+
+
+def _methods_for_path(request: Request) -> list[str]:
+    # Built once from the API schema: the methods documented for each path template.
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "methods_by_path", None
+    )
+    if table is None:
+        table = [
+            (compile_path(path)[0], {method.upper() for method in operations})
+            for path, operations in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.methods_by_path = table
+    path = request.url.path
+    return sorted({method for regex, methods in table if regex.match(path) for method in methods})
+
+
 async def _stale_data(_request: Request, _error: Exception) -> JSONResponse:
     # Another request deleted the row between this one reading and updating it.
     return JSONResponse({"detail": "Not found"}, status_code=status.HTTP_404_NOT_FOUND)
@@ -123,6 +160,7 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(StaleDataError, _stale_data)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     # PoolTimeoutError: no pooled connection came free within DATABASE_POOL_TIMEOUT.
     for error_type in (DBAPIError, OSError, TimeoutError, PoolTimeoutError):
         app.add_exception_handler(error_type, _database_error)

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
+import pydantic
 from pydantic import AfterValidator
 from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
@@ -33,10 +34,16 @@ def _as_utc(value: datetime) -> datetime:
 
 
 def no_nul(value: str) -> str:
-    # PostgreSQL cannot store NUL in text, so refuse it on every database alike.
+    # PostgreSQL cannot store NUL in text, so refuse it on every database alike; nor can a
+    # database store half of a UTF-16 surrogate pair, which JSON can carry.
     if "\x00" in value:
         msg = "must not contain NUL characters"
         raise ValueError(msg)
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        msg = "must be valid Unicode text (no lone surrogates)"
+        raise ValueError(msg) from None
     return value
 
 
@@ -44,7 +51,10 @@ def no_nul(value: str) -> str:
 WRITE_MODEL_CONFIG = SQLModelConfig(extra="forbid")
 
 UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
-Text = Annotated[str, AfterValidator(no_nul)]
+# The pattern tells the API schema's readers (and fuzzers) what no_nul enforces.
+Text = Annotated[
+    str, AfterValidator(no_nul), pydantic.Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+]
 
 
 def timestamp_field() -> datetime:

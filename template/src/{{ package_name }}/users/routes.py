@@ -7,7 +7,7 @@ from ..core.config import get_settings
 from ..core.db import SessionDep
 from ..core.errors import ForbiddenError
 from ..core.models import MAX_ID
-from ..core.params import Limit, Offset, Responses
+from ..core.params import SIGNED_IN, Limit, Offset, Responses
 from . import service
 from .models import UpdatePassword, UserCreate, UserPublic, UsersPublic, UserUpdate, UserUpdateMe
 
@@ -28,12 +28,12 @@ async def register_user(session: SessionDep, user_in: UserCreate) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.get("/me")
+@router.get("/me", responses=SIGNED_IN)
 async def read_me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.patch("/me", responses=TAKEN)
+@router.patch("/me", responses={**SIGNED_IN, **TAKEN})
 async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateMe) -> UserPublic:
     return UserPublic.model_validate(await service.update_user(session, user, changes))
 
@@ -41,7 +41,10 @@ async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateM
 @router.put(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={status.HTTP_400_BAD_REQUEST: {"description": "Current password is incorrect"}},
+    responses={
+        **SIGNED_IN,
+        status.HTTP_400_BAD_REQUEST: {"description": "Current password is incorrect"},
+    },
 )
 async def change_my_password(
     session: SessionDep, user: CurrentUser, change: UpdatePassword
@@ -49,13 +52,13 @@ async def change_my_password(
     await service.change_password(session, user, change)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
 async def delete_me(session: SessionDep, user: CurrentUser) -> None:
     assert user.id is not None  # noqa: S101
     await service.delete_user(session, user.id)
 
 
-@router.get("", responses=FORBIDDEN)
+@router.get("", responses=SIGNED_IN)
 async def list_users(
     session: SessionDep, _: SuperUser, offset: Offset = 0, limit: Limit = 100
 ) -> UsersPublic:
@@ -63,7 +66,7 @@ async def list_users(
     return UsersPublic(data=[UserPublic.model_validate(user) for user in users], count=count)
 
 
-@router.get("/{user_id}", responses={**FORBIDDEN, **NOT_FOUND})
+@router.get("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND})
 async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> UserPublic:
     if user.id == user_id:
         return UserPublic.model_validate(user)
@@ -72,7 +75,7 @@ async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> 
     return UserPublic.model_validate(await service.get_user(session, user_id))
 
 
-@router.patch("/{user_id}", responses={**FORBIDDEN, **NOT_FOUND, **TAKEN})
+@router.patch("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND, **TAKEN})
 async def update_user(
     session: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
 ) -> UserPublic:
@@ -81,7 +84,7 @@ async def update_user(
 
 
 @router.delete(
-    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**FORBIDDEN, **NOT_FOUND}
+    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**SIGNED_IN, **NOT_FOUND}
 )
 async def delete_user(session: SessionDep, _: SuperUser, user_id: UserId) -> None:
     await service.delete_user(session, user_id)

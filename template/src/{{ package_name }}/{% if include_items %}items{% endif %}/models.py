@@ -32,6 +32,10 @@ class Item(ItemBase, table=True):
 class ItemCreate(ItemBase):
     model_config = WRITE_MODEL_CONFIG
 
+    # The same rules as ItemBase's, in a form the API schema can describe.
+    title: Title
+    description: Description | None = None
+
 
 class ItemUpdate(SQLModel):
     model_config = WRITE_MODEL_CONFIG

@@ -5,11 +5,12 @@ from fastapi import APIRouter, Path, status
 from ..auth.dependencies import CurrentUser
 from ..core.db import SessionDep
 from ..core.models import MAX_ID
-from ..core.params import Limit, Offset, Responses
+from ..core.params import SIGNED_IN, Limit, Offset, Responses
 from . import service
 from .models import ItemCreate, ItemPublic, ItemsPublic, ItemUpdate
 
-router = APIRouter(prefix="/items", tags=["items"])
+# Every route needs a signed-in, active user.
+router = APIRouter(prefix="/items", tags=["items"], responses=SIGNED_IN)
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "Item not found"}}
