@@ -1,4 +1,6 @@
 import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cache
 
@@ -15,6 +17,18 @@ ALGORITHM = "HS256"
 password_context = CryptContext(schemes=["argon2"], deprecated="auto")
 
 
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# At most one hash per usable CPU at a time: each takes a core for about 100 ms and tens
+# of MB, so a burst of logins would otherwise starve the event loop and swell memory.
+# Further logins queue here instead.
+_hashing = ThreadPoolExecutor(max_workers=_usable_cpus(), thread_name_prefix="password-hash")
+
+
 def _hash(password: str) -> str:
     return str(password_context.hash(password))
 
@@ -25,7 +39,7 @@ def _verify_and_update(password: str, password_hash: str) -> tuple[bool, str | N
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hash, password)
+    return await asyncio.get_running_loop().run_in_executor(_hashing, _hash, password)
 
 
 async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
@@ -34,10 +48,11 @@ async def verify_password(password: str, password_hash: str | None) -> tuple[boo
     Without a stored hash (an unknown user) it verifies against a dummy hash the same way,
     so that an unknown user costs what a wrong password costs.
     """
+    loop = asyncio.get_running_loop()
     if password_hash is None:
-        await asyncio.to_thread(_verify_and_update, password, _dummy_hash())
+        await loop.run_in_executor(_hashing, _verify_and_update, password, _dummy_hash())
         return False, None
-    return await asyncio.to_thread(_verify_and_update, password, password_hash)
+    return await loop.run_in_executor(_hashing, _verify_and_update, password, password_hash)
 
 
 @cache
