@@ -32,6 +32,12 @@ def test_template_needs_no_trust() -> None:
     assert QUESTIONS["_envops"]["undefined"] == "jinja2.StrictUndefined"
 
 
+def test_every_question_has_a_default(tmp_path: Path) -> None:
+    copier.run_copy(str(TEMPLATE), tmp_path / "out", defaults=True, vcs_ref="HEAD", quiet=True)
+    answers = yaml.safe_load((tmp_path / "out" / ".copier-answers.yml").read_text())
+    assert (answers["project_name"], answers["package_name"]) == ("My Service", "my_service")
+
+
 def test_defaults_chain_from_the_project_name(render: Render) -> None:
     project = render(project_name="Acme  Orders & Co.")
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
