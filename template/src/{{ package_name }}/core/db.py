@@ -1,14 +1,20 @@
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy import event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .config import Settings, get_settings
+from .pool import FairAsyncPool
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -61,6 +67,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     if url.startswith("sqlite"):
         if not _is_memory_database(url):
             options.update(
+                poolclass=FairAsyncPool,
                 pool_size=settings.DATABASE_POOL_SIZE,
                 max_overflow=settings.DATABASE_MAX_OVERFLOW,
                 pool_timeout=settings.DATABASE_POOL_TIMEOUT,
@@ -83,15 +90,44 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             prepared_statement_cache_size=0,
             prepared_statement_name_func=_unique_statement_name,
         )
-    return create_async_engine(
+    engine = create_async_engine(
         url,
-        pool_pre_ping=True,
+        poolclass=FairAsyncPool,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT,
         connect_args=connect_args,
         **options,
     )
+    _ping_after_idle(engine)
+    return engine
+
+
+# A pooled connection that rested this long is pinged before use, so that one PostgreSQL
+# killed while it sat in the pool (a restart, a failover) is replaced instead of failing a
+# request. A busy pool hands connections straight on and pays nothing: pool_pre_ping would
+# cost every checkout a BEGIN, a ping and a ROLLBACK. Should a connection die within this
+# window, its request fails with a 503 and the pool replaces every connection it held.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out another, up to three times.
+            raise DisconnectionError("a pooled connection did not answer a ping") from error
 
 
 def _unique_statement_name() -> str:
@@ -101,9 +137,62 @@ def _unique_statement_name() -> str:
 engine = create_engine(get_settings())
 SessionFactory = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
+# GET and HEAD change nothing (HTTP says so), so their sessions read without a transaction:
+# on PostgreSQL no BEGIN and no ROLLBACK around the queries, one round trip each. Each
+# statement still sees everything committed before it starts, as it would inside a READ
+# COMMITTED transaction (PostgreSQL's default). Such a session refuses to write; SQLite
+# reads this way already (see _configure_sqlite).
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+_READ_ONLY = "read_only"
+_autocommit_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
+    weakref.WeakKeyDictionary()
+)
 
-async def get_session() -> AsyncIterator[AsyncSession]:
-    async with SessionFactory() as session:
+
+class ReadOnlySessionError(RuntimeError):
+    """A GET or HEAD request tried to write through its session."""
+
+
+def open_session(*, read_only: bool = False) -> AsyncSession:
+    """A session from SessionFactory; with read_only, one that reads without a transaction."""
+    if not read_only:
+        return SessionFactory()
+    options: dict[str, Any] = {"info": {_READ_ONLY: True}}
+    bind = SessionFactory.kw.get("bind")
+    # Only a pooled PostgreSQL engine: a session the tests bind to one connection (inside
+    # their outer transaction) keeps that transaction.
+    if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
+        if (autocommit := _autocommit_engines.get(bind)) is None:
+            autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+            _autocommit_engines[bind] = autocommit
+        options["bind"] = autocommit
+    return SessionFactory(**options)
+
+
+def _refuse(what: str) -> ReadOnlySessionError:
+    return ReadOnlySessionError(
+        f"{what} in a GET or HEAD request, whose session reads without a transaction: "
+        "write from a POST, PUT, PATCH or DELETE route, or open a session of your own "
+        "with SessionFactory()"
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(_READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise _refuse("Changed objects were flushed")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_write_statements(state: ORMExecuteState) -> None:
+    if state.session.info.get(_READ_ONLY) and (
+        state.is_insert or state.is_update or state.is_delete
+    ):
+        raise _refuse("An INSERT, UPDATE or DELETE was executed")
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with open_session(read_only=request.method in READ_ONLY_METHODS) as session:
         try:
             yield session
         except Exception:
