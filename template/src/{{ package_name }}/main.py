@@ -1,4 +1,5 @@
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,12 @@ from .core.limits import BodySizeLimit
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     await asyncio.to_thread(security.warm_up)
+    # What startup built lives as long as the process: keep the garbage collector from
+    # walking it again and again, and let it collect young objects less often. Under load
+    # this halves p99 latency (`nox -s bench` in the template repository).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     yield
     await engine.dispose()
 
