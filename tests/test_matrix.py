@@ -55,7 +55,7 @@ def answer(answers: dict[str, Any], name: str) -> Any:
 
 
 def test_every_answer_renders_a_clean_project(case: Case) -> None:
-    project, answers = case
+    project, _answers = case
     for path in files_of(project):
         relative = path.relative_to(project)
         for part in relative.parts:
@@ -67,7 +67,7 @@ def test_every_answer_renders_a_clean_project(case: Case) -> None:
 
 
 def test_every_answer_is_already_formatted(case: Case) -> None:
-    project, answers = case
+    project, _answers = case
     ruff = shutil.which("ruff") or f"{sys.prefix}/bin/ruff"
     result = subprocess.run(
         [ruff, "format", "--check", "--diff", "."], cwd=project, capture_output=True, text=True
