@@ -37,21 +37,21 @@ class FairQueue(AsyncAdaptedQueue[ConnectionPoolEntry]):
     def qsize(self) -> int:
         return len(self._idle)
 
-    def put_nowait(self, item: ConnectionPoolEntry) -> None:
+    def put_nowait(self, entry: ConnectionPoolEntry) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(item)
+                waiter.set_result(entry)
                 return
         if self.full():
             raise Full()
-        self._idle.append(item)
+        self._idle.append(entry)
 
     def put(
-        self, item: ConnectionPoolEntry, block: bool = True, timeout: float | None = None
+        self, entry: ConnectionPoolEntry, block: bool = True, timeout: float | None = None
     ) -> None:
         # The pool only ever puts without blocking: a full queue means "close this one".
-        self.put_nowait(item)
+        self.put_nowait(entry)
 
     def get_nowait(self) -> ConnectionPoolEntry:
         if not self._idle:
