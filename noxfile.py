@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -340,121 +340,6 @@ def fuzz_served_project(
 
 # --- Benchmark ----------------------------------------------------------------------
 
-BENCH = ROOT / "bench"
-# Targets from the speed issue; the session prints each figure beside its target.
-TARGET_CEILING_RATIO = 0.25
-TARGET_C256_RATIO = 0.80
-TARGET_LIVE_P99_MS = 50.0
-TARGET_RSS_MB = 150.0
-TARGET_SUITE_S = 15.0
-
-
-def wrk(
-    session: nox.Session, url: str, connections: int, seconds: int, *extra: str
-) -> dict[str, float]:
-    """Run wrk on the second CPU; requests/s, p50/p99 in ms and errors."""
-    pin = ["taskset", "-c", "1"] if shutil.which("taskset") else []
-    threads = str(min(connections, 2))
-    output = session.run(
-        *pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-        *extra, url, silent=True, external=True,
-    )  # fmt: skip
-    return parse_wrk(str(output))
-
-
-def parse_wrk(output: str) -> dict[str, float]:
-    def latency_ms(text: str) -> float:
-        value = float(re.sub(r"[a-z]+$", "", text))
-        unit = re.sub(r"^[\d.]+", "", text)
-        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])}  # type: ignore[index]
-    for percent, name in (("50", "p50"), ("99", "p99")):
-        match = re.search(rf"^\s+{percent}(?:\.000)?%\s+(\S+)", output, re.MULTILINE)
-        figures[name] = latency_ms(match[1]) if match else float("nan")
-    errors = 0
-    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
-        errors += int(match[1])
-    if match := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    ):
-        errors += sum(int(n) for n in match.groups())
-    figures["errors"] = errors
-    return figures
-
-
-def server_process(root_pid: int, needle: str) -> int | None:
-    """The first process below root_pid whose command line holds needle."""
-    pending = [root_pid]
-    while pending:
-        pid = pending.pop()
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if needle in cmdline and "uv run" not in cmdline:
-                return pid
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-    return None
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def memory_after_load(root_pid: int, needle: str) -> tuple[float, float]:
-    """(resident MB once the server has gone idle, peak resident MB), NaN where unknown.
-
-    Waits up to 10 s for the server's CPU time to stop growing: requests still in flight
-    when the load generator stops (an argon2 hash holds 64 MiB while it runs) are not
-    "after the load".
-    """
-    pid = server_process(root_pid, needle)
-    if pid is None:
-        return float("nan"), float("nan")
-    deadline = time.monotonic() + 10
-    ticks = cpu_ticks(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if (now := cpu_ticks(pid)) == ticks:
-            break
-        ticks = now
-    status = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
-
-
-@contextlib.contextmanager
-def bench_server(session: nox.Session, project: Path, app: str, env: dict[str, str],
-                 *extra: str, loop: str = "asyncio",
-                 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:  # fmt: skip
-    """uvicorn, one worker, pinned to the first CPU, httptools, no access log.
-
-    The event loop is asyncio's own, as the generated project serves: under saturation uvloop
-    lets some connections wait for seconds (see the c=256 uvloop row that bench prints).
-    """
-    port = free_port()
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    full_env = {k: v for k, v in {**os.environ, **project_env(**env)}.items() if v is not None}
-    server = subprocess.Popen(
-        [*pin, "uv", "run", "--no-sync", "uvicorn", app, "--port", str(port), "--loop", loop,
-         "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra],
-        cwd=project, env=full_env,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if server.poll() is not None or time.monotonic() > deadline:
-                session.error(f"{app} did not start")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", server
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-
 
 @nox.session
 def bench(session: nox.Session) -> None:
@@ -462,7 +347,11 @@ def bench(session: nox.Session) -> None:
 
     Needs wrk (Debian: apt-get install wrk). Prints a table; it is a measurement, not a test,
     and exits 0 unless the run itself breaks. BENCH_SECONDS sets each load's length (10).
+    What it serves and loads is in bench/run.py.
     """
+    sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on sys.path
+    from bench import run
+
     if shutil.which("wrk") is None:
         session.error("wrk is missing: install it (Debian/Ubuntu: sudo apt-get install wrk)")
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -480,7 +369,6 @@ def bench(session: nox.Session) -> None:
     uv(session, "run", "pytest", "-q", "-p", "no:cacheprovider")
     sqlite_suite = time.perf_counter() - suite_started
     render_to_green = time.perf_counter() - started
-    rows: list[tuple[str, str, str]] = []
 
     with postgres_database(session) as url, postgres_database(session) as tests_url:
         if url is None or tests_url is None:
@@ -489,80 +377,7 @@ def bench(session: nox.Session) -> None:
         uv(session, "run", "pytest", "-q", "-p", "no:cacheprovider", TEST_DATABASE_URL=tests_url)
         postgres_suite = time.perf_counter() - suite_started
         uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
-        password = "bench password"
-        owner = session.run(
-            "uv", "run", "--no-sync", "python", str(BENCH / "seed.py"), url, "1000", "200",
-            password, env=project_env(), external=True, silent=True,
-        )  # fmt: skip
-        session.log(f"seeded 1000 users and 200 items for user {str(owner).strip()}")
-        env = served_env(url)
-
-        with bench_server(session, project, "acme_orders.main:app", env) as (base, server):
-            token = bearer_token(base, "bench0", password)
-            auth = ("-H", f"Authorization: Bearer {token}")
-            wrk(session, f"{base}/api/v1/users/me", 32, 3, *auth)  # warm-up
-            results: dict[str, dict[str, float]] = {}
-            for connections in (32, 256):
-                results[f"GET /users/me c={connections}"] = wrk(
-                    session, f"{base}/api/v1/users/me", connections, seconds, *auth)  # fmt: skip
-                results[f"GET /items?limit=50 c={connections}"] = wrk(
-                    session, f"{base}/api/v1/items?limit=50", connections, seconds, *auth)  # fmt: skip
-                results[f"POST /items c={connections}"] = wrk(
-                    session, f"{base}/api/v1/items", connections, seconds, *auth,
-                    "-s", str(BENCH / "post_item.lua"))  # fmt: skip
-            # Eight logins at a time on the first CPU's event loop, /health/live beside them.
-            login = urllib.parse.urlencode({"username": "bench1", "password": password})
-            storm = subprocess.Popen(
-                ["wrk", "-t1", "-c8", f"-d{seconds + 2}s", "-s", str(BENCH / "login.lua"),
-                 f"{base}/api/v1/auth/token"],
-                env={**os.environ, "BENCH_LOGIN": login}, stdout=subprocess.PIPE,
-            )  # fmt: skip
-            time.sleep(1)
-            live = wrk(session, f"{base}/api/v1/health/live", 4, seconds - 1)
-            storm_output = storm.communicate()[0].decode()
-            rss, peak_rss = memory_after_load(server.pid, "acme_orders.main:app")
-
-        # The service again on uvloop, which it does not use: the figures say why.
-        with bench_server(session, project, "acme_orders.main:app", env, loop="uvloop") as (
-            uvloop_base,
-            _,
-        ):
-            wrk(session, f"{uvloop_base}/api/v1/users/me", 32, 3, *auth)
-            uvloop256 = wrk(session, f"{uvloop_base}/api/v1/users/me", 256, seconds, *auth)
-
-        # The ceiling on uvloop, its fastest: the stricter bar.
-        with bench_server(session, project, "ceiling:app", env, "--app-dir", str(BENCH),
-                          loop="uvloop") as (ceiling_base, _):  # fmt: skip
-            wrk(session, f"{ceiling_base}/api/v1/users/me", 32, 3, *auth)
-            ceiling = wrk(session, f"{ceiling_base}/api/v1/users/me", 32, seconds, *auth)
-
-    me32, me256 = results["GET /users/me c=32"], results["GET /users/me c=256"]
-    logins = parse_wrk(storm_output)
-    for name, figures in results.items():
-        rows.append((name,
-                     f"{figures['rps']:.0f} req/s, p50 {figures['p50']:.1f} ms, "
-                     f"p99 {figures['p99']:.1f} ms, {figures['errors']:.0f} errors", ""))  # fmt: skip
-    rows += [
-        ("the same GET /users/me c=256 on uvloop (not used)",
-         f"{uvloop256['rps']:.0f} req/s, p99 {uvloop256['p99']:.1f} ms, "
-         f"{uvloop256['errors']:.0f} errors", ""),
-        ("ceiling (Starlette + asyncpg, uvloop) GET /users/me c=32",
-         f"{ceiling['rps']:.0f} req/s, p99 {ceiling['p99']:.1f} ms", ""),
-        ("GET /users/me c=32 / ceiling", f"{me32['rps'] / ceiling['rps']:.2f}",
-         f">= {TARGET_CEILING_RATIO}"),
-        ("GET /users/me c=256 / c=32", f"{me256['rps'] / me32['rps']:.2f}, "
-         f"{me256['errors']:.0f} errors", f">= {TARGET_C256_RATIO}, 0 errors"),
-        ("/health/live p99 during 8 concurrent logins", f"{live['p99']:.1f} ms "
-         f"({logins['rps']:.1f} logins/s)", f"<= {TARGET_LIVE_P99_MS:.0f} ms"),
-        ("server RSS after the load (idle again)", f"{rss:.0f} MB (peak {peak_rss:.0f} MB)",
-         f"<= {TARGET_RSS_MB:.0f} MB"),
-        ("copier copy", f"{copy_seconds:.1f} s", ""),
-        ("render to green generated tests (SQLite)", f"{render_to_green:.1f} s", ""),
-        ("generated test suite, SQLite", f"{sqlite_suite:.1f} s", f"<= {TARGET_SUITE_S:.0f} s"),
-        ("generated test suite, PostgreSQL", f"{postgres_suite:.1f} s", ""),
-    ]  # fmt: skip
-    width = max(len(row[0]) for row in rows)
-    print("\n" + "figure".ljust(width), "| measured | target")
-    for name, value, target in rows:
-        print(name.ljust(width), "|", value, "|", target)
+        rows = run.measure_served(session, project, url, project_env(**served_env(url)), seconds)
+    rows += run.timing_rows(copy_seconds, render_to_green, sqlite_suite, postgres_suite)
+    run.print_table(rows)
     shutil.rmtree(workdir, ignore_errors=True)

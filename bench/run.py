@@ -1,0 +1,118 @@
+"""What `nox -s bench` measures on a served project, in order, and the table it prints.
+
+measure_served() seeds the migrated database, then serves the project (and the ceiling) and
+loads it with wrk; print_table() prints every figure beside its target. The noxfile's bench
+session renders the project, times its tests and calls these two.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+
+import nox
+
+from .server import bench_server, memory_after_load, sign_in
+from .wrk import Figures, finish_wrk, start_wrk, wrk
+
+BENCH = Path(__file__).resolve().parent
+APP = "acme_orders.main:app"
+PASSWORD = "bench password"
+# Targets from the speed issue; the table prints each figure beside its target.
+TARGET_CEILING_RATIO = 0.25
+TARGET_C256_RATIO = 0.80
+TARGET_LIVE_P99_MS = 50.0
+TARGET_RSS_MB = 150.0
+TARGET_SUITE_S = 15.0
+
+Row = tuple[str, str, str]  # figure, measured, target
+
+
+def load_row(name: str, figures: Figures) -> Row:
+    return (name, f"{figures['rps']:.0f} req/s, p50 {figures['p50']:.1f} ms, "
+                  f"p99 {figures['p99']:.1f} ms, {figures['errors']:.0f} errors", "")  # fmt: skip
+
+
+def measure_served(
+    session: nox.Session, project: Path, database_url: str, env: Mapping[str, str | None],
+    seconds: int,
+) -> list[Row]:  # fmt: skip
+    """Seed the migrated database at database_url, serve the project with env, load it."""
+    owner = session.run(
+        "uv", "run", "--no-sync", "python", str(BENCH / "seed.py"), database_url, "1000", "200",
+        PASSWORD, env=dict(env), external=True, silent=True,
+    )  # fmt: skip
+    session.log(f"seeded 1000 users and 200 items for user {str(owner).strip()}")
+
+    with bench_server(session, project, APP, env) as (base, server):
+        token = sign_in(base, "bench0", PASSWORD)
+        auth = ("-H", f"Authorization: Bearer {token}")
+        wrk(session, f"{base}/api/v1/users/me", 32, 3, *auth)  # warm-up
+        results: dict[str, Figures] = {}
+        for connections in (32, 256):
+            results[f"GET /users/me c={connections}"] = wrk(
+                session, f"{base}/api/v1/users/me", connections, seconds, *auth)  # fmt: skip
+            results[f"GET /items?limit=50 c={connections}"] = wrk(
+                session, f"{base}/api/v1/items?limit=50", connections, seconds, *auth)  # fmt: skip
+            results[f"POST /items c={connections}"] = wrk(
+                session, f"{base}/api/v1/items", connections, seconds, *auth,
+                "-s", str(BENCH / "post_item.lua"))  # fmt: skip
+        # Eight logins at a time on the first CPU's event loop, /health/live beside them.
+        login = urllib.parse.urlencode({"username": "bench1", "password": PASSWORD})
+        storm = start_wrk(f"{base}/api/v1/auth/token", 8, seconds + 2,
+                          "-s", str(BENCH / "login.lua"),
+                          env={**os.environ, "BENCH_LOGIN": login})  # fmt: skip
+        time.sleep(1)
+        live = wrk(session, f"{base}/api/v1/health/live", 4, seconds - 1)
+        logins = finish_wrk(storm)
+        rss, peak_rss = memory_after_load(server.pid, APP)
+
+    # The service again on uvloop, which it does not use: the figures say why.
+    with bench_server(session, project, APP, env, loop="uvloop") as (uvloop_base, _):
+        wrk(session, f"{uvloop_base}/api/v1/users/me", 32, 3, *auth)
+        uvloop256 = wrk(session, f"{uvloop_base}/api/v1/users/me", 256, seconds, *auth)
+
+    # The ceiling on uvloop, its fastest: the stricter bar.
+    with bench_server(session, project, "ceiling:app", env, "--app-dir", str(BENCH),
+                      loop="uvloop") as (ceiling_base, _):  # fmt: skip
+        wrk(session, f"{ceiling_base}/api/v1/users/me", 32, 3, *auth)
+        ceiling = wrk(session, f"{ceiling_base}/api/v1/users/me", 32, seconds, *auth)
+
+    me32, me256 = results["GET /users/me c=32"], results["GET /users/me c=256"]
+    rows = [load_row(name, figures) for name, figures in results.items()]
+    rows += [
+        ("the same GET /users/me c=256 on uvloop (not used)",
+         f"{uvloop256['rps']:.0f} req/s, p99 {uvloop256['p99']:.1f} ms, "
+         f"{uvloop256['errors']:.0f} errors", ""),
+        ("ceiling (Starlette + asyncpg, uvloop) GET /users/me c=32",
+         f"{ceiling['rps']:.0f} req/s, p99 {ceiling['p99']:.1f} ms", ""),
+        ("GET /users/me c=32 / ceiling", f"{me32['rps'] / ceiling['rps']:.2f}",
+         f">= {TARGET_CEILING_RATIO}"),
+        ("GET /users/me c=256 / c=32", f"{me256['rps'] / me32['rps']:.2f}, "
+         f"{me256['errors']:.0f} errors", f">= {TARGET_C256_RATIO}, 0 errors"),
+        ("/health/live p99 during 8 concurrent logins", f"{live['p99']:.1f} ms "
+         f"({logins['rps']:.1f} logins/s)", f"<= {TARGET_LIVE_P99_MS:.0f} ms"),
+        ("server RSS after the load (idle again)", f"{rss:.0f} MB (peak {peak_rss:.0f} MB)",
+         f"<= {TARGET_RSS_MB:.0f} MB"),
+    ]  # fmt: skip
+    return rows
+
+
+def timing_rows(copy_s: float, render_to_green_s: float, sqlite_suite_s: float,
+                postgres_suite_s: float) -> list[Row]:  # fmt: skip
+    return [
+        ("copier copy", f"{copy_s:.1f} s", ""),
+        ("render to green generated tests (SQLite)", f"{render_to_green_s:.1f} s", ""),
+        ("generated test suite, SQLite", f"{sqlite_suite_s:.1f} s", f"<= {TARGET_SUITE_S:.0f} s"),
+        ("generated test suite, PostgreSQL", f"{postgres_suite_s:.1f} s", ""),
+    ]
+
+
+def print_table(rows: list[Row]) -> None:
+    width = max(len(row[0]) for row in rows)
+    print("\n" + "figure".ljust(width), "| measured | target")
+    for name, value, target in rows:
+        print(name.ljust(width), "|", value, "|", target)
