@@ -12,6 +12,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -76,10 +77,24 @@ def measure_served(
         uvloop256 = wrk(session, f"{uvloop_base}/api/v1/users/me", 256, seconds, *auth)
 
     # The ceiling on uvloop, its fastest: the stricter bar.
-    with bench_server(session, project, "ceiling:app", env, "--app-dir", str(BENCH),
-                      loop="uvloop") as (ceiling_base, _):  # fmt: skip
-        wrk(session, f"{ceiling_base}/api/v1/users/me", 32, 3, *auth)
-        ceiling = wrk(session, f"{ceiling_base}/api/v1/users/me", 32, seconds, *auth)
+    ceiling = users_me(session, project, env, auth, seconds, "ceiling:app", "--app-dir", str(BENCH),
+                       loop="uvloop")  # fmt: skip
+
+    # The instrumentation's cost: logging at INFO with uvicorn's access lines (as the
+    # Dockerfile serves), metrics on, traces off; beside it the same with all of it off.
+    no_traces = {name: None for name in os.environ if name.startswith("OTEL_")}
+    instrumented = users_me(
+        session, project, {**env, **no_traces, "LOG_LEVEL": "INFO", "METRICS_ENABLED": "true"},
+        auth, seconds, uvicorn_logging=())  # fmt: skip
+    bare = users_me(
+        session, project, {**env, **no_traces, "LOG_LEVEL": "WARNING", "METRICS_ENABLED": "false"},
+        auth, seconds)  # fmt: skip
+
+    # Two worker processes against one, each free to use both CPUs, and wrk too.
+    workers: dict[int, Figures] = {}
+    for count in (1, 2):
+        workers[count] = users_me(session, project, {**env, "WEB_CONCURRENCY": str(count)},
+                                  auth, seconds, APP, "--workers", str(count), cpus=None)  # fmt: skip
 
     me32, me256 = results["GET /users/me c=32"], results["GET /users/me c=256"]
     rows = [load_row(name, figures) for name, figures in results.items()]
@@ -97,8 +112,38 @@ def measure_served(
          f"({logins['rps']:.1f} logins/s)", f"<= {TARGET_LIVE_P99_MS:.0f} ms"),
         ("server RSS after the load (idle again)", f"{rss:.0f} MB (peak {peak_rss:.0f} MB)",
          f"<= {TARGET_RSS_MB:.0f} MB"),
+        ("GET /users/me c=32, INFO logs + metrics, no traces / ceiling",
+         f"{instrumented['rps'] / ceiling['rps']:.2f} ({instrumented['rps']:.0f} req/s, "
+         f"p99 {instrumented['p99']:.1f} ms)", f">= {TARGET_CEILING_RATIO}"),
+        ("the same with WARNING logs, no metrics / ceiling",
+         f"{bare['rps'] / ceiling['rps']:.2f} ({bare['rps']:.0f} req/s, "
+         f"p99 {bare['p99']:.1f} ms)", ""),
+        ("GET /users/me c=32, 2 workers / 1 (wrk on the same 2 CPUs)",
+         f"{workers[2]['rps'] / workers[1]['rps']:.2f} ({workers[2]['rps']:.0f} / "
+         f"{workers[1]['rps']:.0f} req/s, {workers[2]['errors']:.0f} errors)",
+         "wrk takes CPU from the server: more cores gain more"),
     ]  # fmt: skip
+
+    # --- The login flood (bench/flood.py) is called here: rows += its rows. ---
+
     return rows
+
+
+def users_me(
+    session: nox.Session, project: Path, env: Mapping[str, str | None], auth: tuple[str, ...],
+    seconds: int, app: str = APP, *extra: str, cpus: str | None = "0", **server_options: Any,
+) -> Figures:  # fmt: skip
+    """GET /users/me at c=32 on a server of its own, after a 3 s warm-up.
+
+    The server on the first CPU and wrk on the second, or (cpus=None) both anywhere.
+    """
+    wrk_cpus = None if cpus is None else "1"
+    with bench_server(session, project, app, env, *extra, cpus=cpus, **server_options) as (
+        base,
+        _,
+    ):
+        wrk(session, f"{base}/api/v1/users/me", 32, 3, *auth, cpus=wrk_cpus)
+        return wrk(session, f"{base}/api/v1/users/me", 32, seconds, *auth, cpus=wrk_cpus)
 
 
 def timing_rows(copy_s: float, render_to_green_s: float, sqlite_suite_s: float,
