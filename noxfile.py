@@ -148,7 +148,7 @@ def render_project(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Lint of this repository's own code, then its tests: questions, validators, rendering."""
-    session.install(COPIER, "pytest>=8.3", "pyyaml", "ruff")
+    session.install(COPIER, "pytest>=8.3", "pyyaml", "ruff", "kubernetes-validate>=1.33")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("pytest", *session.posargs)
@@ -193,6 +193,7 @@ GENERATED = [
             "include_items": True,
             "ci": "github",
             "docker": True,
+            "kubernetes": True,
         },
         True,
         id="fullest",

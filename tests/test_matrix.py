@@ -25,12 +25,13 @@ ONE_AWAY: dict[str, dict[str, Any]] = {
     "ci=gitlab": {"ci": "gitlab"},
     "ci=none": {"ci": "none"},
     "docker=false": {"docker": False},
+    "kubernetes=true": {"kubernetes": True},
 }
 NAMED = {
     "leanest": {"database": "sqlite", "include_items": False, "ci": "none", "docker": False,
-                "python_version": "3.11"},
+                "python_version": "3.11", "kubernetes": False},
     "fullest": {"database": "postgresql", "include_items": True, "ci": "github", "docker": True,
-                "python_version": "3.13"},
+                "python_version": "3.13", "kubernetes": True},
 }  # fmt: skip
 MATRIX = ONE_AWAY | NAMED
 
@@ -50,7 +51,7 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 def answer(answers: dict[str, Any], name: str) -> Any:
     defaults = {"database": "postgresql", "include_items": True, "ci": "github", "docker": True,
-                "python_version": "3.12"}  # fmt: skip
+                "python_version": "3.12", "kubernetes": False}  # fmt: skip
     return answers.get(name, defaults[name])
 
 
@@ -82,6 +83,9 @@ def test_answers_turn_files_on_and_off(case: Case) -> None:
     assert (project / ".gitlab-ci.yml").exists() == (ci == "gitlab")
     for name in ("Dockerfile", "compose.yaml", ".dockerignore", "docker-entrypoint.sh"):
         assert (project / name).exists() == docker, name
+    kubernetes = answer(answers, "kubernetes")
+    assert (project / "deploy" / "kubernetes" / "kustomization.yaml").exists() == kubernetes
+    assert (project / "deploy").exists() == kubernetes
     hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
     hook_ids = {hook["id"] for repo in hooks["repos"] for hook in repo["hooks"]}
     assert {"ruff", "ruff-format", "mypy", "check-merge-conflict"} <= hook_ids
