@@ -2,7 +2,7 @@
 
 measure_served() seeds the migrated database, then serves the project (and the ceiling) and
 loads it with wrk; print_table() prints every figure beside its target. The noxfile's bench
-session renders the project, times its tests and calls these two.
+session renders the project, times its tests (timing_rows()) and calls them.
 """
 
 from __future__ import annotations
