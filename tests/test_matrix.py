@@ -182,6 +182,12 @@ def test_ci_and_docker_install_exactly_the_lock(case: Case) -> None:
         syncs = [line for line in instructions if line.startswith("RUN") and "uv sync" in line]
         assert len(syncs) == 2 and all("uv sync --locked" in run for run in syncs), syncs
         assert "source=uv.lock,target=uv.lock" in syncs[0]
+    readme = (project / "README.md").read_text()
+    assert "`uv.lock` pins every package, dev tools included: commit it" in readme
+    assert (
+        "uv lock --upgrade " in readme
+        and "uv run pytest" in readme.split("uv lock --upgrade", 1)[1]
+    )
     hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
     # Local hooks only: nothing to download, and the locked tools that CI runs.
     assert [repo["repo"] for repo in hooks["repos"]] == ["local"]
