@@ -77,10 +77,11 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> QuickStart:
     # A virtual environment with pip in it, for the quick start's `pip install`: uv makes one
     # in a fraction of the time that the venv module takes.
     uv = shutil.which("uv")
-    maker = (
-        [uv, "venv", "-q", "--seed", "-p", sys.executable] if uv else [sys.executable, "-m", "venv"]
-    )
-    subprocess.run([*maker, str(venv)], check=True)
+    if (
+        not uv
+        or subprocess.run([uv, "venv", "-q", "--seed", "-p", sys.executable, venv]).returncode
+    ):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
     drop = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_PYTHON", "PYTHONHOME", "DATABASE_URL",
             "TEST_DATABASE_URL", "PRE_COMMIT_HOME"}  # fmt: skip
     env = {name: value for name, value in os.environ.items() if name not in drop}
@@ -105,7 +106,8 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> QuickStart:
 def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
     """README's serve step on a free port, in a process group of its own, stopped afterwards."""
     port = free_port()
-    log = (project / "serve.log").open("w")
+    log_path = project.parent / "serve.log"  # outside the project, which git will track
+    log = log_path.open("w")
     server = subprocess.Popen(
         ["bash", "-c", f"{SERVE} --port {port}"], cwd=project, env=env,
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -114,12 +116,12 @@ def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert server.poll() is None, (project / "serve.log").read_text()
+            assert server.poll() is None, log_path.read_text()
             try:
                 with urllib.request.urlopen(f"{base}/api/v1/health/live", timeout=2):
                     break
             except OSError:
-                assert time.monotonic() < deadline, (project / "serve.log").read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.3)
         yield base
     finally:
