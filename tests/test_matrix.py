@@ -124,3 +124,77 @@ def test_python_version_reaches_every_tool(case: Case) -> None:
         assert f'python-version: "{version}"' in (project / ".github/workflows/ci.yml").read_text()
     if answer(answers, "ci") == "gitlab":
         assert f"uv:python{version}-" in (project / ".gitlab-ci.yml").read_text()
+
+
+# --- The linters a reviewer runs: zizmor, GitHub's and GitLab's schemas, hadolint -------------
+# Installed by `nox -s tests`; offline, so that they give the same answer everywhere.
+
+
+def tool(name: str) -> str:
+    return shutil.which(name) or f"{sys.prefix}/bin/{name}"
+
+
+def assert_clean(*command: str | Path) -> None:
+    result = subprocess.run(
+        [tool(str(command[0])), *map(str, command[1:])], capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"{command}:\n{result.stdout}{result.stderr}"
+
+
+def check_github(directory: Path) -> None:
+    """zizmor with no finding, and each file valid against its vendored schema."""
+    assert_clean("zizmor", "--offline", "--no-progress", directory)
+    assert_clean("check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+                 *sorted((directory / "workflows").glob("*.yml")))  # fmt: skip
+    assert_clean("check-jsonschema", "--builtin-schema", "vendor.dependabot",
+                 directory / "dependabot.yml")  # fmt: skip
+
+
+def test_ci_and_docker_files_pass_their_linters(case: Case) -> None:
+    project, answers = case
+    if answer(answers, "ci") == "github":
+        check_github(project / ".github")
+    if answer(answers, "ci") == "gitlab":
+        assert_clean("check-jsonschema", "--builtin-schema", "vendor.gitlab-ci",
+                     project / ".gitlab-ci.yml")  # fmt: skip
+    if answer(answers, "docker"):
+        assert_clean("hadolint", "--no-color", "--failure-threshold", "style",
+                     project / "Dockerfile")  # fmt: skip
+
+
+def test_the_repository_ci_passes_the_same_linters() -> None:
+    check_github(Path(__file__).resolve().parents[1] / ".github")
+
+
+def test_ci_and_docker_install_exactly_the_lock(case: Case) -> None:
+    project, answers = case
+    assert (project / ".python-version").read_text() == f"{answer(answers, 'python_version')}\n"
+    if answer(answers, "ci") == "github":
+        workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+        for job in workflow["jobs"].values():
+            runs = [step.get("run", "") for step in job["steps"]]
+            assert "uv sync --locked" in runs, runs
+            assert not any("uv sync" in run and "--locked" not in run for run in runs), runs
+            setup_uv = next(s for s in job["steps"] if s.get("uses", "").startswith("astral-sh/"))
+            assert setup_uv["with"]["cache-dependency-glob"] == "uv.lock"
+    if answer(answers, "ci") == "gitlab":
+        pipeline = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+        assert pipeline["default"]["before_script"] == ["uv sync --locked"]
+        assert pipeline["default"]["cache"]["key"]["files"] == ["uv.lock"]
+    if answer(answers, "docker"):
+        instructions = (project / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+        syncs = [line for line in instructions if line.startswith("RUN") and "uv sync" in line]
+        assert len(syncs) == 2 and all("uv sync --locked" in run for run in syncs), syncs
+        assert "source=uv.lock,target=uv.lock" in syncs[0]
+    readme = (project / "README.md").read_text()
+    assert "`uv.lock` pins every package, dev tools included: commit it" in readme
+    assert (
+        "uv lock --upgrade " in readme
+        and "uv run pytest" in readme.split("uv lock --upgrade", 1)[1]
+    )
+    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    # Local hooks only: nothing to download, and the locked tools that CI runs.
+    assert [repo["repo"] for repo in hooks["repos"]] == ["local"]
+    entries = {hook["id"]: hook["entry"] for hook in hooks["repos"][0]["hooks"]}
+    for hook_id in ("ruff", "ruff-format", "mypy"):
+        assert entries[hook_id].startswith("uv run --locked "), entries

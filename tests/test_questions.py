@@ -102,6 +102,51 @@ def test_good_answers_are_accepted(render: Render, question: str, answer: str) -
     assert answers[question] == answer
 
 
+def default_slug(tmp_path: Path, project_name: str) -> str:
+    """The project_slug that the defaults give this name, validated, without writing files."""
+    worker = copier.run_copy(
+        str(TEMPLATE), tmp_path / "out", data={"project_name": project_name},
+        defaults=True, pretend=True, vcs_ref="HEAD", quiet=True, unsafe=False,
+    )  # fmt: skip
+    return str(worker.answers.combined["project_slug"])
+
+
+@pytest.mark.parametrize(
+    ("project_name", "slug"),
+    [
+        ("Café Orders", "cafe-orders"),
+        ("Crème Brûlée Über Straße", "creme-brulee-uber-strasse"),
+        ("Œuvre Ærø Łódź Şiş Ñandú", "oeuvre-aero-lodz-sis-nandu"),
+        ("Cafe\u0301s", "cafes"),  # the accent as a combining mark (NFD)
+        ("123 Orders", "orders"),
+        ("2 Fast 2 Furious", "fast-2-furious"),
+        ("--Acme__Orders--", "acme-orders"),
+        ("Заказы", "service"),  # no Latin letter at all
+        ("404", "service"),
+    ],
+)
+def test_default_slug_is_valid_for_any_name(tmp_path: Path, project_name: str, slug: str) -> None:
+    # Reaching the answer at all means the slug validator accepted the default.
+    assert default_slug(tmp_path, project_name) == slug
+
+
+def test_post_copy_message_gives_an_account_to_try(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    copier.run_copy(
+        str(TEMPLATE), tmp_path / "out", data={"project_name": "Acme Orders"},
+        defaults=True, vcs_ref="HEAD", unsafe=False,
+    )  # fmt: skip
+    message = capfd.readouterr().err
+    steps = [line.strip() for line in message.splitlines() if line.startswith("  ")]
+    assert steps[-3:] == [
+        "uv run alembic upgrade head",
+        "uv run python -m acme_orders.initial_data",
+        "uv run fastapi dev",
+    ]
+    assert "FIRST_SUPERUSER_PASSWORD" in message
+
+
 def test_the_repository_ci_runs_readme_test_command() -> None:
     workflow = yaml.safe_load((TEMPLATE / ".github" / "workflows" / "ci.yml").read_text())
     steps = workflow["jobs"]["nox"]["steps"]

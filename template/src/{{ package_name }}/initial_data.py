@@ -69,5 +69,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # This script's own messages only: at INFO the libraries would add theirs, among them
+    # SQLAlchemy's pool saying "Pool disposed" and "Pool recreating" at engine.dispose().
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logger.setLevel(logging.INFO)
     sys.exit(asyncio.run(main()))
