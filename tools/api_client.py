@@ -28,7 +28,11 @@ EXPECTED_MODULES = [
 
 def sign_in(base_url: str) -> str:
     form = urllib.parse.urlencode(
-        {"username": os.environ["SUPERUSER_USERNAME"], "password": os.environ["SUPERUSER_PASSWORD"]}
+        {
+            "grant_type": "password",
+            "username": os.environ["SUPERUSER_USERNAME"],
+            "password": os.environ["SUPERUSER_PASSWORD"],
+        }
     ).encode()
     with urllib.request.urlopen(f"{base_url}/api/v1/auth/token", data=form, timeout=10) as reply:
         return str(json.load(reply)["access_token"])
