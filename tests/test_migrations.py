@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,29 +86,75 @@ def fresh_postgres_database(project: Path, server: str) -> Iterator[str]:
         python(project, admin, "drop", server, name)
 
 
+# Holds the migrations lock, as a replica that is migrating would, until `waiters` others
+# queue for it; then lets go, so that they all go for it at the same instant.
+HOLD_LOCK = """
+import asyncio, sys
+import asyncpg
+
+async def main(dsn: str, lock_id: int, waiters: int) -> None:
+    connection = await asyncpg.connect(dsn)
+    await connection.execute("SELECT pg_advisory_lock($1)", lock_id)
+    print("held", flush=True)
+    queued = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    while await connection.fetchval(queued) < waiters:
+        await asyncio.sleep(0.05)
+    await connection.close()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def migrations_lock_id(project: Path) -> int:
+    env_py = (project / "migrations" / "env.py").read_text()
+    match = re.search(r"^MIGRATIONS_LOCK_ID = ([\d_]+)$", env_py, re.MULTILINE)
+    assert match, "migrations/env.py defines no MIGRATIONS_LOCK_ID"
+    return int(match[1])
+
+
+def start_upgrade(project: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(project / ".venv" / "bin" / "python"), "-m", "alembic", "upgrade", "head"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def test_six_replicas_that_migrate_at_once_all_succeed(project: Path, postgres_server: str) -> None:
-    for _ in range(ROUNDS):
+    python_path = str(project / ".venv" / "bin" / "python")
+    for round_ in range(ROUNDS):
         with fresh_postgres_database(project, postgres_server) as url:
             env = alembic_env(DATABASE_URL=url)
-            command = [
-                str(project / ".venv" / "bin" / "python"),
-                "-m",
-                "alembic",
-                "upgrade",
-                "head",
-            ]
-            replicas = [
-                subprocess.Popen(
-                    command,
-                    cwd=project,
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-                for _ in range(REPLICAS)
-            ]
-            outputs = [replica.communicate(timeout=300)[0] for replica in replicas]
+            holder = None
+            if round_ > 0:
+                # Later rounds: six replicas queue behind one that is migrating, and race
+                # for the lock when it lets go. (The first round: six start on their own.)
+                dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+                lock = [python_path, "-c", HOLD_LOCK, dsn, str(migrations_lock_id(project)),
+                        str(REPLICAS)]  # fmt: skip
+                holder = subprocess.Popen(lock, env=env, stdout=subprocess.PIPE, text=True)
+                assert holder.stdout is not None
+                assert holder.stdout.readline().strip() == "held"
+            replicas = [start_upgrade(project, env) for _ in range(REPLICAS)]
+            try:
+                deadline = time.monotonic() + 300  # a guard against a hang, not a measurement
+                while holder is not None and holder.poll() is None:
+                    if all(replica.poll() is not None for replica in replicas):
+                        pytest.fail("the replicas did not wait for the migrations lock")
+                    assert time.monotonic() < deadline, "the replicas never all queued"
+                    time.sleep(0.1)
+                outputs = [replica.communicate(timeout=300)[0] for replica in replicas]
+            finally:
+                for process in [*replicas, *([holder] if holder else [])]:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
             for replica, output in zip(replicas, outputs, strict=True):
                 assert replica.returncode == 0, output
             # One of them built the schema; the others waited, then found it done.
