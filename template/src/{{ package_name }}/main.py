@@ -12,6 +12,7 @@ from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
 from .core.limits import BodySizeLimit
+from .core.openapi import create_documented_app
 
 
 @asynccontextmanager
@@ -29,7 +30,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(
+    app = create_documented_app(
         title=settings.PROJECT_NAME,
         lifespan=lifespan,
         responses={413: {"description": "Request body too large"}},

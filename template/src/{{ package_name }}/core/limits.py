@@ -1,4 +1,10 @@
-"""Refuse request bodies over a size limit with 413, before the application reads them."""
+"""Refuse request bodies over a size limit with 413, before the application reads them.
+
+FastAPI 0.165 can limit bodies itself (`FastAPI(max_body_size=…)`, Starlette's
+RequestBodyLimitMiddleware), but it answers a declared Content-Length over the limit with a
+text/plain 413 from outside the exception handlers, not the JSON `{"detail": …}` that every
+other error has and that the API document promises. Hence this, until it does.
+"""
 
 import json
 
