@@ -20,7 +20,12 @@ NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "User not fou
 TAKEN: Responses = {status.HTTP_409_CONFLICT: {"description": "Username or email already taken"}}
 FORBIDDEN: Responses = {status.HTTP_403_FORBIDDEN: {"description": "Not allowed"}}
 LAST_SUPERUSER: Responses = {
-    status.HTTP_409_CONFLICT: {"description": "Taken, or it would leave no active superuser"}
+    status.HTTP_409_CONFLICT: {"description": "It would leave no active superuser"}
+}
+TAKEN_OR_LAST_SUPERUSER: Responses = {
+    status.HTTP_409_CONFLICT: {
+        "description": "Username or email already taken, or it would leave no active superuser"
+    }
 }
 UNAUTHORIZED: Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Invalid token"}}
 SESSION_NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "Session not found"}}
@@ -118,7 +123,7 @@ async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> 
     return UserPublic.model_validate(await service.get_user(session, user_id))
 
 
-@router.patch("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND, **LAST_SUPERUSER})
+@router.patch("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND, **TAKEN_OR_LAST_SUPERUSER})
 async def update_user(
     session: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
 ) -> UserPublic:
