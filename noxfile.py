@@ -282,9 +282,12 @@ def bearer_token(base_url: str, username: str, password: str) -> str:
         return str(json.load(reply)["access_token"])
 
 
-# Operations by which a superuser could delete or disable itself, which would leave the rest
-# of an authenticated run with nothing but 401s. They are fuzzed with an ordinary user's token.
-SELF_DESTRUCTIVE = "^/api/v1/users/(me|\\{user_id\\})$"
+# Operations by which a superuser could delete or disable itself, or end its own session
+# (logout, ending its sessions), which would leave the rest of an authenticated run with
+# nothing but 401s. They are fuzzed with an ordinary user's token.
+SELF_DESTRUCTIVE = (
+    "^/api/v1/(users/(me|\\{user_id\\})(/sessions(/\\{session_id\\})?)?|auth/logout)$"
+)
 
 
 @nox.session

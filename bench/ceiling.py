@@ -18,7 +18,9 @@ from starlette.routing import Route
 
 QUERY = (
     "SELECT id, username, email, full_name, is_active, is_superuser, created_at "
-    "FROM users WHERE id = $1"
+    "FROM users WHERE id = $1 AND EXISTS (SELECT 1 FROM user_sessions "
+    "WHERE user_sessions.id = $2 AND user_sessions.user_id = users.id "
+    "AND user_sessions.ended_at IS NULL)"
 )
 pool: asyncpg.Pool | None = None
 
@@ -30,7 +32,7 @@ async def me(request: Request) -> JSONResponse:
     except jwt.PyJWTError:
         return JSONResponse({"detail": "Could not validate credentials"}, status_code=401)
     assert pool is not None
-    row = await pool.fetchrow(QUERY, int(claims["sub"]))
+    row = await pool.fetchrow(QUERY, int(claims["sub"]), int(claims["sid"]))
     if row is None or scheme.lower() != "bearer":
         return JSONResponse({"detail": "Could not validate credentials"}, status_code=401)
     user = dict(row)

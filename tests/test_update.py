@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
+import functools
+import json
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +16,7 @@ import pytest
 import yaml
 
 from .conftest import TEMPLATE
+from .servers import postgres_cluster, project_env, require
 
 CONFLICT_MARKERS = ("<<<<<<<", ">>>>>>>")
 
@@ -79,7 +84,7 @@ def committed_project(template_repo: Path, destination: Path) -> Path:
 def assert_no_conflicts(project: Path) -> None:
     assert not list(project.rglob("*.rej")), list(project.rglob("*.rej"))
     for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
+        if path.is_file() and not {".git", ".venv"} & set(path.parts):
             text = path.read_text(errors="replace")
             assert not any(marker in text for marker in CONFLICT_MARKERS), path
 
@@ -160,3 +165,132 @@ def relative_files(root: Path) -> set[Path]:
         for path in root.rglob("*")
         if path.is_file() and ".git" not in path.relative_to(root).parts
     }
+
+
+# --- A real project, with data, updated from the previous release -----------------------
+
+# The last release of this template: projects out there were rendered from it.
+PREVIOUS_RELEASE = "8aba8c9"
+
+# Run inside the generated project (its own Python and packages), against DATABASE_URL:
+# `seed` signs users up and gives them items, `check` signs each in and reads them back.
+PROJECT_SCRIPT = """
+import asyncio, json, sys
+
+from httpx import ASGITransport, AsyncClient
+
+from acme_orders.main import create_app
+
+USERS = {"alice": ["lamp", "desk"], "Bob": ["chair"], "carol": []}
+PASSWORD = "a long and unguessable passphrase"
+
+
+async def main(step: str) -> None:
+    transport = ASGITransport(app=create_app())
+    async with AsyncClient(transport=transport, base_url="http://test/api/v1") as api:
+        async def sign_in(login: str) -> dict[str, str]:
+            reply = await api.post("/auth/token", data={"username": login, "password": PASSWORD})
+            assert reply.status_code == 200, (login, reply.text)
+            return {"Authorization": "Bearer " + reply.json()["access_token"]}
+
+        seen = {}
+        for username, titles in USERS.items():
+            if step == "seed":
+                body = {"username": username, "email": f"{username}@example.com",
+                        "password": PASSWORD}
+                reply = await api.post("/users", json=body)
+                assert reply.status_code == 201, reply.text
+                headers = await sign_in(username)
+                for title in titles:
+                    reply = await api.post("/items", json={"title": title}, headers=headers)
+                    assert reply.status_code == 201, reply.text
+            # After the update: sign-in ignores case, by name or email.
+            login = username.swapcase() if step == "check" else username
+            headers = await sign_in(login)
+            me = (await api.get("/users/me", headers=headers)).json()
+            items = (await api.get("/items", headers=headers)).json()
+            seen[username] = [me["id"], sorted(item["title"] for item in items["data"])]
+        json.dump(seen, sys.stdout)
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.fixture
+def released_then_current(tmp_path: Path) -> Path:
+    """A template repository: the previous release (tag v1), then the working tree (v2)."""
+    repo = tmp_path / "template"
+    repo.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", PREVIOUS_RELEASE, "copier.yml", "template"],
+        cwd=TEMPLATE, capture_output=True, check=False,
+    )  # fmt: skip
+    assert archive.returncode == 0, (
+        f"release {PREVIOUS_RELEASE} is not in this clone's history (a shallow clone?): "
+        f"{archive.stderr.decode()}"
+    )
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "previous release")
+    git(repo, "tag", "v1")
+    (repo / "copier.yml").unlink()
+    shutil.rmtree(repo / "template")
+    shutil.copy(TEMPLATE / "copier.yml", repo / "copier.yml")
+    shutil.copytree(TEMPLATE / "template", repo / "template")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "current")
+    git(repo, "tag", "v2")
+    return repo
+
+
+def in_project(project: Path, env: dict[str, str], *command: str) -> str:
+    result = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_project_with_data_updates_from_the_previous_release(
+    released_then_current: Path, tmp_path: Path, database: str
+) -> None:
+    require(shutil.which("uv") is not None, "uv is not on PATH")
+    with contextlib.ExitStack() as stack:
+        if database == "postgresql":
+            url = stack.enter_context(postgres_cluster()).url
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
+        project = copy_project(released_then_current, tmp_path / "project")
+        git(project, "init", "-q", "-b", "main")
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", "generated from the previous release")
+        env = project_env(DATABASE_URL=url, SECRET_KEY=secrets.token_urlsafe(48))
+        script = tmp_path / "accounts.py"
+        script.write_text(PROJECT_SCRIPT)
+        run = functools.partial(in_project, project, env)
+
+        run("uv", "sync", "--quiet")
+        run("uv", "run", "--no-sync", "alembic", "upgrade", "head")
+        before = json.loads(run("uv", "run", "--no-sync", "python", str(script), "seed"))
+        git(project, "add", "-A")  # the lock file, as a team would commit it
+        git(project, "commit", "-qm", "lock")
+
+        copier.run_update(
+            str(project), vcs_ref="v2", defaults=True, overwrite=True, unsafe=False, quiet=True,
+            conflict="inline",
+        )  # fmt: skip
+        assert_no_conflicts(project)
+        assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2"
+        run("uv", "sync", "--quiet")
+        run("uv", "run", "--no-sync", "alembic", "upgrade", "head")
+        after = json.loads(run("uv", "run", "--no-sync", "python", str(script), "check"))
+
+    assert before == {
+        "alice": [before["alice"][0], ["desk", "lamp"]],
+        "Bob": [before["Bob"][0], ["chair"]],
+        "carol": [before["carol"][0], []],
+    }
+    assert after == before

@@ -54,7 +54,10 @@ def main(base_url: str) -> None:
     expect(api.post("/users", json=alice | {"username": f"other_{tag}"}), 409, "email taken")
     expect(api.post("/users", json=alice | {"email": f"x{tag}@example.com"}), 409, "name taken")
     expect(api.post("/users", json=alice | {"username": "no"}), 422, "short username")
-    expect(api.post("/users", json=alice | {"is_superuser": True}), 422, "unknown field")
+    expect(api.post("/users", json=alice | {"nickname": "al"}), 422, "unknown field")
+    expect(api.post("/users", json=alice | {"is_superuser": True}), 403, "sign-up as superuser")
+    expect(api.post("/users", json=alice | {"username": f"ALICE_{tag}", "email": f"a2_{tag}@example.com"}),
+           409, "name taken in another case")  # fmt: skip
     expect(api.post("/auth/token", data={"username": alice["username"], "password": "wrong!!!"}),
            401, "wrong password")  # fmt: skip
     expect(api.post("/auth/token", data={"username": "nobody_" + tag, "password": password}),
@@ -64,6 +67,9 @@ def main(base_url: str) -> None:
         200, "login by email",
     )  # fmt: skip
     assert token["token_type"] == "bearer"
+    assert token["expires_in"] > 0 and token["refresh_token"], token
+    expect(api.post("/auth/token", data={"username": alice["username"].upper(), "password": password}),
+           200, "login by username in another case")  # fmt: skip
     user = {"Authorization": f"Bearer {token['access_token']}"}
     su_token = expect(api.post("/auth/token", data=su_login), 200, "superuser login")
     su = {"Authorization": f"Bearer {su_token['access_token']}"}
@@ -84,9 +90,59 @@ def main(base_url: str) -> None:
     expect(api.put("/users/me/password", headers=user,
                    json={"current_password": password, "new_password": "short"}),
            422, "weak new password")  # fmt: skip
+    other_login = expect(api.post("/auth/token", data={"username": alice["username"], "password": password}),
+                         200, "second sign-in")  # fmt: skip
+    other = {"Authorization": f"Bearer {other_login['access_token']}"}
     expect(api.put("/users/me/password", headers=user,
                    json={"current_password": password, "new_password": "another long one"}),
            204, "change password")  # fmt: skip
+    expect(api.get("/users/me", headers=user), 200, "this session outlives the password change")
+    expect(
+        api.get("/users/me", headers=other), 401, "another session ends with the password change"
+    )
+    password = "another long one"
+
+    # Sessions: refresh, reuse, listing, logout.
+    def refresh(refresh_token: str) -> httpx.Response:
+        return api.post(
+            "/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
+
+    login = {"username": alice["username"], "password": password}
+    first = expect(
+        api.post("/auth/token", data=login, headers={"User-Agent": "contract"}), 200, "sign in"
+    )
+    second = expect(refresh(first["refresh_token"]), 200, "refresh")
+    assert set(second) == {"access_token", "token_type", "expires_in", "refresh_token"}, second
+    renewed = {"Authorization": f"Bearer {second['access_token']}"}
+    expect(api.get("/users/me", headers=renewed), 200, "refreshed access token")
+    listing = expect(api.get("/users/me/sessions", headers=renewed), 200, "list sessions")
+    current = [each for each in listing["data"] if each["current"]]
+    assert len(current) == 1 and current[0]["user_agent"] == "contract", listing
+    expect(refresh(first["refresh_token"]), 401, "spent refresh token")
+    expect(api.get("/users/me", headers=renewed), 401, "session ended by a spent refresh token")
+    expect(refresh(second["refresh_token"]), 401, "refresh in an ended session")
+    expect(refresh("garbage"), 401, "unknown refresh token")
+    third = expect(api.post("/auth/token", data=login), 200, "sign in again")
+    fourth = expect(api.post("/auth/token", data=login), 200, "and again")
+    third_h = {"Authorization": f"Bearer {third['access_token']}"}
+    fourth_h = {"Authorization": f"Bearer {fourth['access_token']}"}
+    fourth_sessions = expect(api.get("/users/me/sessions", headers=fourth_h), 200, "list sessions")
+    fourth_id = next(each["id"] for each in fourth_sessions["data"] if each["current"])
+    expect(api.delete(f"/users/me/sessions/{fourth_id}", headers=third_h), 204, "end a session")
+    expect(api.get("/users/me", headers=fourth_h), 401, "token of an ended session")
+    expect(api.delete(f"/users/me/sessions/{fourth_id}", headers=third_h), 404, "end it again")
+    expect(api.post("/auth/logout", headers=third_h), 204, "logout")
+    expect(api.get("/users/me", headers=third_h), 401, "token after logout")
+    expect(refresh(third["refresh_token"]), 401, "refresh after logout")
+    expect(api.post("/auth/logout"), 401, "logout without a token")
+    fifth = expect(api.post("/auth/token", data=login), 200, "sign in once more")
+    fifth_h = {"Authorization": f"Bearer {fifth['access_token']}"}
+    expect(api.delete("/users/me/sessions", headers=fifth_h), 204, "end all sessions")
+    expect(api.get("/users/me", headers=fifth_h), 401, "token after ending all sessions")
+    expect(api.get("/users/me", headers=user), 401, "every session ended")
+    token = expect(api.post("/auth/token", data=login), 200, "sign in after all that")
+    user = {"Authorization": f"Bearer {token['access_token']}"}
 
     # Administration.
     listing = expect(api.get("/users?limit=1", headers=su), 200, "list users")
@@ -105,11 +161,31 @@ def main(base_url: str) -> None:
            "admin update as a user")  # fmt: skip
     expect(api.patch(f"/users/{bob['id']}", headers=su, json={"username": alice["username"]}), 409,
            "admin update to a taken name")  # fmt: skip
+    bob_token = expect(api.post("/auth/token", data={"username": bob["username"], "password": password}),
+                       200, "bob login")  # fmt: skip
     promoted = expect(api.patch(f"/users/{bob['id']}", headers=su,
                                 json={"is_active": False, "full_name": "Bob"}), 200, "admin update")  # fmt: skip
     assert promoted["is_active"] is False
+    expect(api.get("/users/me", headers={"Authorization": f"Bearer {bob_token['access_token']}"}),
+           401, "deactivation ends sessions")  # fmt: skip
     expect(api.post("/auth/token", data={"username": bob["username"], "password": password}),
-           400, "inactive user login")  # fmt: skip
+           403, "inactive user login")  # fmt: skip
+
+    # Superusers: there is always an active one; a superuser creates any account.
+    su_me = expect(api.get("/users/me", headers=su), 200, "superuser me")
+    others = [u for u in expect(api.get("/users?limit=100", headers=su), 200, "list users")["data"]
+              if u["is_superuser"] and u["is_active"] and u["id"] != su_me["id"]]  # fmt: skip
+    if not others:
+        for change in ({"is_superuser": False}, {"is_active": False}):
+            refused = expect(api.patch(f"/users/{su_me['id']}", headers=su, json=change), 409,
+                             "last active superuser")  # fmt: skip
+            assert "superuser" in refused["detail"], refused
+        expect(api.delete("/users/me", headers=su), 409, "delete the last active superuser")
+    deputy = expect(api.post("/users", headers=su, json={"username": f"deputy_{tag}", "email": f"deputy_{tag}@example.com",
+                                                         "password": password, "is_superuser": True}),
+                    201, "superuser creates a superuser")  # fmt: skip
+    assert deputy["is_superuser"] is True, deputy
+    expect(api.delete(f"/users/{deputy['id']}", headers=su), 204, "delete the deputy")
 
     # Items.
     if has_items:

@@ -19,6 +19,10 @@ from .users.models import User, UserCreate
 logger = logging.getLogger(__name__)
 
 
+class NotASuperuserError(Exception):
+    """The configured account exists but is not an active superuser."""
+
+
 async def create_first_superuser(session: AsyncSession, settings: Settings) -> tuple[User, bool]:
     """Returns the superuser and whether it was created now."""
     if not settings.FIRST_SUPERUSER_PASSWORD:
@@ -29,12 +33,29 @@ async def create_first_superuser(session: AsyncSession, settings: Settings) -> t
         email=settings.FIRST_SUPERUSER_EMAIL,
         password=settings.FIRST_SUPERUSER_PASSWORD,
     )
-    existing = await service.get_user_by_login(session, user_in.username)
-    if existing is None:
-        existing = await service.get_user_by_login(session, user_in.email)
-    if existing is not None:
+    by_name = await service.get_user_by_login(session, user_in.username)
+    by_email = await service.get_user_by_login(session, user_in.email)
+    if by_name is None and by_email is None:
+        return await service.create_user(session, user_in, is_superuser=True), True
+    if by_name is not None and by_email is not None and by_name.id != by_email.id:
+        msg = (
+            f"FIRST_SUPERUSER_USERNAME {user_in.username!r} is the account {by_name.username!r} "
+            f"and FIRST_SUPERUSER_EMAIL {user_in.email!r} belongs to another one "
+            f"({by_email.username!r}): set both to the same account, or to a new one"
+        )
+        raise NotASuperuserError(msg)
+    existing = by_name or by_email
+    assert existing is not None  # noqa: S101
+    if existing.is_superuser and existing.is_active:
         return existing, False
-    return await service.create_user(session, user_in, is_superuser=True), True
+    what = "is deactivated" if not existing.is_active else "is an ordinary user"
+    msg = (
+        f"The account {existing.username!r} ({existing.email}) exists but is not an active "
+        f"superuser: it {what}. Have a superuser make it one (PATCH /api/v1/users/"
+        f"{existing.id} with is_superuser and is_active true), or set FIRST_SUPERUSER_USERNAME "
+        "and FIRST_SUPERUSER_EMAIL to a new account"
+    )
+    raise NotASuperuserError(msg)
 
 
 async def main() -> int:
@@ -51,6 +72,9 @@ async def main() -> int:
     except ValueError as error:
         logger.error("%s", error)
         return 2
+    except NotASuperuserError as error:
+        logger.error("%s", error)
+        return 1
     except (DBAPIError, OSError) as error:
         logger.error(
             "Cannot use the database (%s). Is it running, and did you run "

@@ -1,39 +1,95 @@
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from fastapi import APIRouter, Depends, HTTPException, status
-from fastapi.security import OAuth2PasswordRequestForm
-from sqlmodel import SQLModel
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic.config import JsonDict
 
 from ..core.db import SessionDep
-from ..core.security import create_access_token
+from ..core.params import SIGNED_IN
 from ..users.service import authenticate
+from .dependencies import CurrentCaller
+from .sessions import Token, end_sessions, open_session, refresh_session
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
+# Which fields each grant needs, in the form's schema too, so that clients (and fuzzers)
+# reading the API schema know.
+_GRANT_FIELDS: JsonDict = {
+    "anyOf": [
+        {"properties": {"grant_type": {"const": "password"}}, "required": ["username", "password"]},
+        {
+            "properties": {"grant_type": {"const": "refresh_token"}},
+            "required": ["grant_type", "refresh_token"],
+        },
+    ]
+}
 
-class Token(SQLModel):
-    access_token: str
-    token_type: str = "bearer"  # noqa: S105 (not a secret)
+
+class TokenRequest(BaseModel):
+    """The OAuth 2.0 token request: a password grant (sign-in) or a refresh grant."""
+
+    model_config = ConfigDict(json_schema_extra=_GRANT_FIELDS)
+
+    grant_type: Literal["password", "refresh_token"] = "password"
+    username: str | None = None
+    password: str | None = None
+    refresh_token: str | None = None
+    # Sent by standard OAuth 2.0 clients; not used.
+    scope: str = ""
+    client_id: str | None = None
+    client_secret: str | None = None
+
+    @model_validator(mode="after")
+    def check_grant_fields(self) -> Self:
+        if self.grant_type == "password" and (self.username is None or self.password is None):
+            msg = "grant_type=password needs username and password"
+            raise ValueError(msg)
+        if self.grant_type == "refresh_token" and self.refresh_token is None:
+            msg = "grant_type=refresh_token needs refresh_token"
+            raise ValueError(msg)
+        return self
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 @router.post(
     "/token",
     responses={
-        status.HTTP_400_BAD_REQUEST: {"description": "Inactive user"},
-        status.HTTP_401_UNAUTHORIZED: {"description": "Incorrect username or password"},
+        status.HTTP_401_UNAUTHORIZED: {
+            "description": "Incorrect username or password; or an unknown, spent, expired or "
+            "ended refresh token"
+        },
+        status.HTTP_403_FORBIDDEN: {"description": "Inactive user"},
     },
 )
 async def login_for_access_token(
-    session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    session: SessionDep, request: Request, form: Annotated[TokenRequest, Form()]
 ) -> Token:
+    if form.grant_type == "refresh_token":
+        assert form.refresh_token is not None  # noqa: S101 (the form's validator)
+        pair = await refresh_session(session, form.refresh_token)
+        if pair is None:
+            raise _unauthorized("Invalid or expired refresh token")
+        return pair
+    assert form.username is not None  # noqa: S101
+    assert form.password is not None  # noqa: S101
     user = await authenticate(session, form.username, form.password)
     if user is None:
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="Incorrect username or password",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _unauthorized("Incorrect username or password")
     if not user.is_active:
-        raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="Inactive user")
-    assert user.id is not None  # noqa: S101
-    return Token(access_token=create_access_token(user.id))
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user")
+    return await open_session(session, user, request.headers.get("user-agent"))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
+async def logout(session: SessionDep, caller: CurrentCaller) -> None:
+    """End this session: its access and refresh tokens stop working."""
+    assert caller.user.id is not None  # noqa: S101
+    await end_sessions(session, caller.user.id, only=caller.session_id)
+    await session.commit()

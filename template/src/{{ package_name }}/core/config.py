@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     # Set when DATABASE_URL names PgBouncer in transaction mode.
     DATABASE_PGBOUNCER: bool = False
     SECRET_KEY: str = ""
-    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1, le=60 * 24 * 365)
+    # Access tokens are short-lived; a refresh token (one per session) brings new ones.
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=60 * 24 * 365)
+    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=30, ge=1, le=3650)
     FIRST_SUPERUSER_USERNAME: str = "admin"
     FIRST_SUPERUSER_EMAIL: str = "admin@example.com"
     FIRST_SUPERUSER_PASSWORD: str = ""

@@ -39,8 +39,10 @@ class ForbiddenError(ServiceError):
     status_code = status.HTTP_403_FORBIDDEN
 
 
-# SQLite names the column: "UNIQUE constraint failed: users.email".
+# SQLite names the column: "UNIQUE constraint failed: users.email", or the index of an
+# expression: "UNIQUE constraint failed: index 'ix_users_username_lower'".
 _SQLITE_UNIQUE_COLUMN = re.compile(r"UNIQUE constraint failed: \w+\.(\w+)")
+_SQLITE_UNIQUE_INDEX = re.compile(r"UNIQUE constraint failed: index '(\w+)'")
 
 
 def is_unique_violation(error: IntegrityError) -> bool:
@@ -64,6 +66,8 @@ def _column_of_unique_index(name: str) -> str | None:
 def conflict_detail(error: IntegrityError) -> str:
     # PostgreSQL (asyncpg) names the index or constraint; SQLite names the column.
     constraint = getattr(getattr(error.orig, "__cause__", None), "constraint_name", None)
+    if not isinstance(constraint, str) and (match := _SQLITE_UNIQUE_INDEX.search(str(error.orig))):
+        constraint = match[1]
     column = _column_of_unique_index(constraint) if isinstance(constraint, str) else None
     if column is None and (match := _SQLITE_UNIQUE_COLUMN.search(str(error.orig))):
         column = match[1]

@@ -5,8 +5,8 @@ from typing import Annotated
 import pydantic
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, StringConstraints, field_validator
-from sqlalchemy import CheckConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import CheckConstraint, Index, func
+from sqlmodel import Field, SQLModel, col
 
 from ..core.models import WRITE_MODEL_CONFIG, Text, UTCDateTime, no_nul, timestamp_field
 
@@ -41,7 +41,8 @@ Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 
 
 class UserBase(SQLModel):
-    username: str = Field(min_length=3, max_length=32, unique=True, index=True)
+    # Unique ignoring case: see User's index.
+    username: str = Field(min_length=3, max_length=32)
     email: str = Field(max_length=254, unique=True, index=True)
     full_name: str | None = Field(default=None, max_length=255)
 
@@ -66,14 +67,24 @@ class UserBase(SQLModel):
 
 class User(UserBase, table=True):
     __tablename__ = "users"
-    # The database holds the case rule too, so no writer can bypass it.
-    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower_case"),)
+    __table_args__ = (
+        # The database holds the case rule too, so no writer can bypass it.
+        CheckConstraint("email = lower(email)", name="email_lower_case"),
+        # AUTOINCREMENT: SQLite would otherwise give a deleted user's id to the next one,
+        # and with it whatever still names that id (a token, a link).
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     hashed_password: str = Field(max_length=255)
     is_active: bool = True
     is_superuser: bool = False
     created_at: datetime = timestamp_field()
+
+
+# `Admin` and `admin` are one name: usernames keep their case but are unique, and looked up,
+# ignoring it (they are ASCII, where lower() agrees on every database).
+Index("ix_users_username_lower", func.lower(col(User.username)), unique=True)
 
 
 class UserCreate(UserBase):
@@ -85,6 +96,9 @@ class UserCreate(UserBase):
     full_name: FullName | None = None
 
     password: Password
+    # Only a superuser may send these (POST /users answers 403 to anyone else).
+    is_active: bool = Field(default=True, description="Superusers only")
+    is_superuser: bool = Field(default=False, description="Superusers only")
 
 
 class UserUpdateMe(SQLModel):

@@ -2,7 +2,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from ..auth.dependencies import CurrentUser, SuperUser
+from ..auth import sessions
+from ..auth.dependencies import CurrentCaller, CurrentUser, OptionalCaller, SuperUser
 from ..core.config import get_settings
 from ..core.db import SessionDep
 from ..core.errors import ForbiddenError
@@ -18,12 +19,32 @@ UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "User not found"}}
 TAKEN: Responses = {status.HTTP_409_CONFLICT: {"description": "Username or email already taken"}}
 FORBIDDEN: Responses = {status.HTTP_403_FORBIDDEN: {"description": "Not allowed"}}
+LAST_SUPERUSER: Responses = {
+    status.HTTP_409_CONFLICT: {"description": "It would leave no active superuser"}
+}
+TAKEN_OR_LAST_SUPERUSER: Responses = {
+    status.HTTP_409_CONFLICT: {
+        "description": "Username or email already taken, or it would leave no active superuser"
+    }
+}
+UNAUTHORIZED: Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Invalid token"}}
+SESSION_NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "Session not found"}}
+SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**TAKEN, **FORBIDDEN})
-async def register_user(session: SessionDep, user_in: UserCreate) -> UserPublic:
-    if not get_settings().USERS_OPEN_REGISTRATION:
-        raise ForbiddenError("Open registration is closed")
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses={**TAKEN, **FORBIDDEN, **UNAUTHORIZED}
+)
+async def register_user(
+    session: SessionDep, caller: OptionalCaller, user_in: UserCreate
+) -> UserPublic:
+    """Sign up; or, for a superuser, create any account, whatever USERS_OPEN_REGISTRATION says."""
+    by_superuser = caller is not None and caller.user.is_superuser
+    if not by_superuser:
+        if not get_settings().USERS_OPEN_REGISTRATION:
+            raise ForbiddenError("Open registration is closed")
+        if user_in.model_fields_set & {"is_active", "is_superuser"}:
+            raise ForbiddenError("Only a superuser may set is_active or is_superuser")
     user = await service.create_user(session, user_in)
     return UserPublic.model_validate(user)
 
@@ -47,15 +68,42 @@ async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateM
     },
 )
 async def change_my_password(
-    session: SessionDep, user: CurrentUser, change: UpdatePassword
+    session: SessionDep, caller: CurrentCaller, change: UpdatePassword
 ) -> None:
-    await service.change_password(session, user, change)
+    """Every other session of the user ends; this one goes on."""
+    await service.change_password(session, caller.user, change, keep_session_id=caller.session_id)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
+@router.delete(
+    "/me", status_code=status.HTTP_204_NO_CONTENT, responses={**SIGNED_IN, **LAST_SUPERUSER}
+)
 async def delete_me(session: SessionDep, user: CurrentUser) -> None:
     assert user.id is not None  # noqa: S101
     await service.delete_user(session, user.id)
+
+
+@router.get("/me/sessions", responses=SIGNED_IN)
+async def list_my_sessions(session: SessionDep, caller: CurrentCaller) -> sessions.SessionsPublic:
+    """Your live sessions, the most recently used first; `current` marks this one."""
+    assert caller.user.id is not None  # noqa: S101
+    return await sessions.list_sessions(session, caller.user.id, caller.session_id)
+
+
+@router.delete("/me/sessions", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
+async def end_my_sessions(session: SessionDep, caller: CurrentCaller) -> None:
+    """End every session of yours, this one too."""
+    assert caller.user.id is not None  # noqa: S101
+    await sessions.end_all_sessions(session, caller.user.id)
+
+
+@router.delete(
+    "/me/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**SIGNED_IN, **SESSION_NOT_FOUND},
+)
+async def end_my_session(session: SessionDep, caller: CurrentCaller, session_id: SessionId) -> None:
+    assert caller.user.id is not None  # noqa: S101
+    await sessions.end_session(session, caller.user.id, session_id)
 
 
 @router.get("", responses=SIGNED_IN)
@@ -75,7 +123,7 @@ async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> 
     return UserPublic.model_validate(await service.get_user(session, user_id))
 
 
-@router.patch("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND, **TAKEN})
+@router.patch("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND, **TAKEN_OR_LAST_SUPERUSER})
 async def update_user(
     session: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
 ) -> UserPublic:
@@ -84,7 +132,9 @@ async def update_user(
 
 
 @router.delete(
-    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**SIGNED_IN, **NOT_FOUND}
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**SIGNED_IN, **NOT_FOUND, **LAST_SUPERUSER},
 )
 async def delete_user(session: SessionDep, _: SuperUser, user_id: UserId) -> None:
     await service.delete_user(session, user_id)

@@ -4,7 +4,8 @@ from sqlalchemy import func, or_
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..core.errors import NotFoundError, ServiceError
+from ..auth.sessions import end_sessions
+from ..core.errors import ConflictError, NotFoundError, ServiceError
 from ..core.security import hash_password, verify_password
 from .models import UpdatePassword, User, UserCreate, UserUpdate, UserUpdateMe
 
@@ -15,6 +16,16 @@ class WrongPasswordError(ServiceError):
     pass
 
 
+class LastSuperuserError(ConflictError):
+    pass
+
+
+LAST_SUPERUSER = (
+    "This is the last active superuser: there must always be one, so make another user an "
+    "active superuser first"
+)
+
+
 async def get_user(session: AsyncSession, user_id: int) -> User:
     user = await session.get(User, user_id)
     if user is None:
@@ -23,9 +34,14 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
 
 
 async def get_user_by_login(session: AsyncSession, login: str) -> User | None:
-    """The user whose username, or email ignoring case, is `login`."""
+    """The user whose username or email, ignoring case, is `login`."""
+    by_email = col(User.email) == login.lower()
+    # Usernames are ASCII: a login that is not cannot be one (and str.lower() would fold
+    # characters that SQL's lower() leaves alone).
     statement = select(User).where(
-        or_(col(User.username) == login, col(User.email) == login.lower())
+        or_(func.lower(col(User.username)) == login.lower(), by_email)
+        if login.isascii()
+        else by_email
     )
     return (await session.exec(statement)).first()
 
@@ -52,7 +68,7 @@ async def create_user(
         user_in,
         update={
             "hashed_password": await hash_password(user_in.password),
-            "is_superuser": is_superuser,
+            "is_superuser": is_superuser or user_in.is_superuser,
         },
     )
     session.add(user)
@@ -66,26 +82,83 @@ async def list_users(session: AsyncSession, *, offset: int, limit: int) -> tuple
     return list((await session.exec(page)).all()), count or 0
 
 
-async def update_user(session: AsyncSession, user: User, changes: UserUpdateMe) -> User:
+async def update_user(
+    session: AsyncSession,
+    user: User,
+    changes: UserUpdateMe,
+    *,
+    keep_session_id: int | None = None,
+) -> User:
+    """Apply the changes; a new password or a deactivation ends the user's sessions.
+
+    Every session ends but `keep_session_id` (the caller's own, when they change their own
+    password).
+    """
+    assert user.id is not None  # noqa: S101
     values: dict[str, Any] = changes.model_dump(exclude_unset=True)
     if "password" in values:
         values["hashed_password"] = await hash_password(values.pop("password"))
+    loses_superuser = (
+        user.is_superuser
+        and user.is_active
+        and (values.get("is_superuser") is False or values.get("is_active") is False)
+    )
+    superusers = await _lock_active_superusers(session) if loses_superuser else []
     user.sqlmodel_update(values)
     session.add(user)
+    if "hashed_password" in values or values.get("is_active") is False:
+        await end_sessions(session, user.id, keep=keep_session_id)
+    await session.flush()
+    if loses_superuser:
+        await _refuse_to_leave_no_superuser(session, user.id, superusers)
     await session.commit()
     return user
 
 
-async def change_password(session: AsyncSession, user: User, change: UpdatePassword) -> None:
+async def change_password(
+    session: AsyncSession, user: User, change: UpdatePassword, *, keep_session_id: int
+) -> None:
+    """Change the user's own password; every other session of theirs ends."""
     valid, _ = await verify_password(change.current_password, user.hashed_password)
     if not valid:
         raise WrongPasswordError("Current password is incorrect")
-    await update_user(session, user, UserUpdate(password=change.new_password))
+    await update_user(
+        session, user, UserUpdate(password=change.new_password), keep_session_id=keep_session_id
+    )
 
 
 async def delete_user(session: AsyncSession, user_id: int) -> None:
-    # The database deletes whatever the user owns with them (ON DELETE CASCADE).
+    superusers = await _lock_active_superusers(session)
+    # The database deletes whatever the user owns with them, sessions too (ON DELETE
+    # CASCADE).
     result = await session.exec(delete(User).where(col(User.id) == user_id))
-    await session.commit()
     if result.rowcount == 0:
+        await session.rollback()
         raise NotFoundError("User not found")
+    await _refuse_to_leave_no_superuser(session, user_id, superusers)
+    await session.commit()
+
+
+# There is always an active superuser: a change that would leave none is refused. Two
+# superusers demoting each other at once must not both succeed, so the check runs after
+# the change, in its transaction, and on PostgreSQL such changes queue on row locks of the
+# active superusers (SQLite has one writer at a time anyway).
+
+
+async def _lock_active_superusers(session: AsyncSession) -> list[int]:
+    statement = select(User.id).where(col(User.is_superuser), col(User.is_active))
+    rows = await session.exec(statement.with_for_update())
+    return [user_id for user_id in rows.all() if user_id is not None]
+
+
+async def _refuse_to_leave_no_superuser(
+    session: AsyncSession, user_id: int, superusers: list[int]
+) -> None:
+    if user_id not in superusers:
+        return
+    remaining = await session.scalar(
+        select(func.count()).select_from(User).where(col(User.is_superuser), col(User.is_active))
+    )
+    if not remaining:
+        await session.rollback()
+        raise LastSuperuserError(LAST_SUPERUSER)

@@ -22,6 +22,8 @@ class ItemBase(SQLModel):
 
 class Item(ItemBase, table=True):
     __tablename__ = "items"
+    # AUTOINCREMENT: SQLite would otherwise give a deleted item's id to the next one.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     owner_id: int = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
