@@ -32,6 +32,9 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title=settings.PROJECT_NAME,
         lifespan=lifespan,
+        # Starlette would redirect /users/ to /users at an absolute URL built from the
+        # client's Host header; such a path is simply not found instead.
+        redirect_slashes=False,
         responses={413: {"description": "Request body too large"}},
     )
     if settings.CORS_ORIGINS:
