@@ -50,9 +50,11 @@ class Settings(BaseSettings):
     # A client address with this many failed sign-ins within the window waits for its end.
     SIGN_IN_ADDRESS_MAX_FAILURES: int = Field(default=100, ge=1, le=1_000_000)
     SIGN_IN_ADDRESS_WINDOW_SECONDS: int = Field(default=15 * 60, ge=1, le=24 * 60 * 60)
-    # Password hashes waiting for a hashing thread (one per CPU); beyond this, sign-in,
-    # sign-up and password changes answer 503 at once.
+    # Password hashes that may wait for a hashing thread (one per CPU); beyond this,
+    # sign-in, sign-up and password changes answer 503 at once ...
     PASSWORD_HASH_QUEUE_SIZE: int = Field(default=32, ge=0, le=100_000)
+    # ... and so do they when a hash would wait longer than this many seconds.
+    PASSWORD_HASH_MAX_WAIT_SECONDS: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -54,13 +54,15 @@ class HashingQueue:
 
     Each hash takes a core for about 100 ms and tens of MB, so at most one runs per usable
     CPU; a burst of sign-ins would otherwise starve the event loop and swell memory. What
-    waits is bounded too: beyond it a request is refused at once (503) instead of waiting
-    longer than any client would.
+    waits is bounded too, in number and in the time it would wait (from what hashes cost
+    lately): beyond either a request is refused at once (503) instead of waiting longer than
+    any client would. While a thread is free, a hash is always taken.
     """
 
-    def __init__(self, workers: int, queue_size: int) -> None:
+    def __init__(self, workers: int, queue_size: int, max_wait_seconds: float = 5.0) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
+        self.max_wait_seconds = max_wait_seconds
         self.pending = 0  # hashes running or waiting, and places held for one
         self._seconds_per_hash = 0.1
         self._executor = ThreadPoolExecutor(
@@ -78,7 +80,9 @@ class HashingQueue:
         if _holding_place.get():
             yield
             return
-        if self.pending >= self.capacity:
+        if self.pending >= self.workers and (
+            self.pending >= self.capacity or self._seconds_until_done() > self.max_wait_seconds
+        ):
             raise BusyError(
                 "Too many password checks at once; try again shortly",
                 retry_after=self._seconds_to_drain(),
@@ -105,11 +109,19 @@ class HashingQueue:
             seconds = time.perf_counter() - started
             self._seconds_per_hash += (seconds - self._seconds_per_hash) / 16
 
+    def _seconds_until_done(self) -> float:
+        # For one more hash, with each thread taking the next in line.
+        return math.ceil((self.pending + 1) / self.workers) * self._seconds_per_hash
+
     def _seconds_to_drain(self) -> int:
         return max(1, math.ceil(self.pending * self._seconds_per_hash / self.workers))
 
 
-hashing = HashingQueue(_usable_cpus(), get_settings().PASSWORD_HASH_QUEUE_SIZE)
+hashing = HashingQueue(
+    _usable_cpus(),
+    get_settings().PASSWORD_HASH_QUEUE_SIZE,
+    get_settings().PASSWORD_HASH_MAX_WAIT_SECONDS,
+)
 
 
 def _hash(password: str) -> str:
