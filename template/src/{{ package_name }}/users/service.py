@@ -65,7 +65,7 @@ async def authenticate(
             valid, new_hash = False, None  # longer than any account's password
         else:
             stored = user.hashed_password if user else None
-            valid, new_hash = await security.verify_password(password, stored)
+            valid, new_hash = await verify_password(password, stored)
     if user is None or not valid:
         await throttle.record_failure(session, address=address)
         return None
