@@ -11,7 +11,7 @@ from .core import security
 from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
-from .core.limits import BodySizeLimit
+from .core.limits import BodySizeLimit, JsonMemberLimit
 
 
 @asynccontextmanager
@@ -46,6 +46,8 @@ def create_app() -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Before validation could make an error of each of a hundred thousand keys.
+    app.add_middleware(JsonMemberLimit)
     # Outermost, so that no other layer reads an oversized body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     add_exception_handlers(app)
