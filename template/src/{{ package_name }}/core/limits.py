@@ -93,7 +93,7 @@ class JsonMemberLimit:
         self.check_over_bytes = check_over_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self._small_or_none(scope):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
@@ -114,6 +114,14 @@ class JsonMemberLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    def _small_or_none(self, scope: Scope) -> bool:
+        if scope["method"] in ("GET", "HEAD"):
+            return True
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return bool(value.isdigit() and int(value) <= self.check_over_bytes)
+        return False  # sent in chunks, of a size yet unknown
 
     def _too_many_members(self, messages: list[Message]) -> bool:
         def check(pairs: list[tuple[str, object]]) -> dict[str, object]:
