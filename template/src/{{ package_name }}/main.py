@@ -11,7 +11,7 @@ from .core import security
 from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
-from .core.limits import BodySizeLimit
+from .core.limits import BodySizeLimit, JsonMemberLimit
 from .core.openapi import create_documented_app
 
 
@@ -33,6 +33,9 @@ def create_app() -> FastAPI:
     app = create_documented_app(
         title=settings.PROJECT_NAME,
         lifespan=lifespan,
+        # Starlette would redirect /users/ to /users at an absolute URL built from the
+        # client's Host header; such a path is simply not found instead.
+        redirect_slashes=False,
         responses={413: {"description": "Request body too large"}},
     )
     if settings.CORS_ORIGINS:
@@ -44,6 +47,8 @@ def create_app() -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Before validation could make an error of each of a hundred thousand keys.
+    app.add_middleware(JsonMemberLimit)
     # Outermost, so that no other layer reads an oversized body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     add_exception_handlers(app)

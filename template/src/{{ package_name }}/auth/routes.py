@@ -7,6 +7,7 @@ from pydantic.config import JsonDict
 from ..core.db import SessionDep
 from ..core.params import SIGNED_IN
 from ..users.service import authenticate
+from . import throttle
 from .dependencies import CurrentCaller
 from .sessions import Token, end_sessions, open_session, refresh_session
 
@@ -66,6 +67,8 @@ def _unauthorized(detail: str) -> HTTPException:
             "ended refresh token"
         },
         status.HTTP_403_FORBIDDEN: {"description": "Inactive user"},
+        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many failed sign-ins"},
+        status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "Too many password checks at once"},
     },
 )
 async def login_for_access_token(
@@ -79,7 +82,8 @@ async def login_for_access_token(
         return pair
     assert form.username is not None  # noqa: S101
     assert form.password is not None  # noqa: S101
-    user = await authenticate(session, form.username, form.password)
+    address = throttle.address_key(request.client.host if request.client else None)
+    user = await authenticate(session, form.username, form.password, address=address)
     if user is None:
         raise _unauthorized("Incorrect username or password")
     if not user.is_active:

@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     USERS_OPEN_REGISTRATION: bool = True
     # Larger request bodies get 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    # Sign-in throttling (auth/throttle.py). After this many consecutive failed sign-ins an
+    # account waits 1 s before the next attempt, twice as long after each further failure,
+    # up to the maximum; a success ends the wait.
+    SIGN_IN_ACCOUNT_FREE_FAILURES: int = Field(default=5, ge=1, le=10)
+    SIGN_IN_ACCOUNT_MAX_WAIT_SECONDS: int = Field(default=15 * 60, ge=1, le=15 * 60)
+    # A client address with this many failed sign-ins within the window waits for its end.
+    SIGN_IN_ADDRESS_MAX_FAILURES: int = Field(default=100, ge=1, le=1_000_000)
+    SIGN_IN_ADDRESS_WINDOW_SECONDS: int = Field(default=15 * 60, ge=1, le=24 * 60 * 60)
+    # Password hashes that may wait for a hashing thread (one per CPU); beyond this,
+    # sign-in, sign-up and password changes answer 503 at once ...
+    PASSWORD_HASH_QUEUE_SIZE: int = Field(default=32, ge=0, le=100_000)
+    # ... and so do they when a hash would wait longer than this many seconds.
+    PASSWORD_HASH_MAX_WAIT_SECONDS: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -16,15 +16,20 @@ from starlette.routing import compile_path
 
 logger = logging.getLogger(__name__)
 
+# A 422 lists at most this many problems.
+MAX_VALIDATION_ERRORS = 10
+
 
 class ServiceError(Exception):
     """A failure the client caused or may act on; carries its HTTP status."""
 
     status_code = status.HTTP_400_BAD_REQUEST
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        # Seconds, sent as Retry-After: when asking again may succeed.
+        self.retry_after = retry_after
 
 
 class NotFoundError(ServiceError):
@@ -37,6 +42,16 @@ class ConflictError(ServiceError):
 
 class ForbiddenError(ServiceError):
     status_code = status.HTTP_403_FORBIDDEN
+
+
+class TooManyRequestsError(ServiceError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+
+class BusyError(ServiceError):
+    """The service is at capacity for this kind of request; the client may retry later."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
 # SQLite names the column: "UNIQUE constraint failed: users.email", or the index of an
@@ -86,7 +101,8 @@ def _is_database_unavailable(error: Exception) -> bool:
 
 async def _service_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)  # noqa: S101
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+    headers = None if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
 
 
 async def _integrity_error(_request: Request, error: Exception) -> JSONResponse:
@@ -101,8 +117,12 @@ async def _integrity_error(_request: Request, error: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)  # noqa: S101
-    # FastAPI would echo each invalid value back as "input": a rejected password too.
-    problems = [{k: v for k, v in problem.items() if k != "input"} for problem in error.errors()]
+    # FastAPI would echo each invalid value back as "input": a rejected password too. A body
+    # of a hundred thousand unknown keys makes as many errors: the first few say enough.
+    problems = [
+        {k: v for k, v in problem.items() if k != "input"}
+        for problem in error.errors()[:MAX_VALIDATION_ERRORS]
+    ]
     return JSONResponse(
         {"detail": jsonable_encoder(problems)},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -1,15 +1,23 @@
 import asyncio
 import hashlib
+import math
 import os
+import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, partial
+from typing import Any
 
 import jwt
 from passlib.context import CryptContext
+from passlib.exc import PasswordSizeError
 
 from .config import get_settings
+from .errors import BusyError
 from .models import MAX_ID, utcnow
 
 ALGORITHM = "HS256"
@@ -25,10 +33,96 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-# At most one hash per usable CPU at a time: each takes a core for about 100 ms and tens
-# of MB, so a burst of logins would otherwise starve the event loop and swell memory.
-# Further logins queue here instead.
-_hashing = ThreadPoolExecutor(max_workers=_usable_cpus(), thread_name_prefix="password-hash")
+# Hashing threads run this much nicer than the rest of the process: when the CPUs are busy,
+# the event loop (every other request) comes first, and a flood of sign-ins only waits longer.
+HASHING_NICENESS = 10
+
+
+def _yield_cpu() -> None:
+    # On Linux a thread has a niceness of its own; elsewhere this would slow the whole process.
+    if sys.platform == "linux":
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, min(19, current + HASHING_NICENESS))
+
+
+# Whether the running request holds a place in the hashing queue already (see place()).
+_holding_place: ContextVar[bool] = ContextVar("holding_place", default=False)
+
+
+class HashingQueue:
+    """Password hashing on `workers` threads, with at most `queue_size` hashes waiting.
+
+    Each hash takes a core for about 100 ms and tens of MB, so at most one runs per usable
+    CPU; a burst of sign-ins would otherwise starve the event loop and swell memory. What
+    waits is bounded too, in number and in the time it would wait (from what hashes cost
+    lately): beyond either a request is refused at once (503) instead of waiting longer than
+    any client would. While a thread is free, a hash is always taken.
+    """
+
+    def __init__(self, workers: int, queue_size: int, max_wait_seconds: float = 5.0) -> None:
+        self.workers = workers
+        self.capacity = workers + queue_size
+        self.max_wait_seconds = max_wait_seconds
+        self.pending = 0  # hashes running or waiting, and places held for one
+        self._seconds_per_hash = 0.1
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="password-hash", initializer=_yield_cpu
+        )
+
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        """Hold a place in the queue, or raise BusyError (503) at once when it is full.
+
+        Every hash takes a place for itself unless its request holds one already: a sign-in
+        takes its place before its first query, so that a full queue refuses it before it
+        has cost the database anything.
+        """
+        if _holding_place.get():
+            yield
+            return
+        if self.pending >= self.workers and (
+            self.pending >= self.capacity or self._seconds_until_done() > self.max_wait_seconds
+        ):
+            raise BusyError(
+                "Too many password checks at once; try again shortly",
+                retry_after=self._seconds_to_drain(),
+            )
+        self.pending += 1
+        holding = _holding_place.set(True)
+        try:
+            yield
+        finally:
+            _holding_place.reset(holding)
+            self.pending -= 1
+
+    async def run(self, call: Callable[[], Any]) -> Any:
+        with self.place():
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._timed, call)
+
+    def _timed(self, call: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            # A running mean of what one hash costs here, for Retry-After.
+            seconds = time.perf_counter() - started
+            self._seconds_per_hash += (seconds - self._seconds_per_hash) / 16
+
+    def _seconds_until_done(self) -> float:
+        # For one more hash, with each thread taking the next in line.
+        return math.ceil((self.pending + 1) / self.workers) * self._seconds_per_hash
+
+    def _seconds_to_drain(self) -> int:
+        return max(1, math.ceil(self.pending * self._seconds_per_hash / self.workers))
+
+
+hashing = HashingQueue(
+    _usable_cpus(),
+    get_settings().PASSWORD_HASH_QUEUE_SIZE,
+    get_settings().PASSWORD_HASH_MAX_WAIT_SECONDS,
+)
 
 
 def _hash(password: str) -> str:
@@ -36,12 +130,17 @@ def _hash(password: str) -> str:
 
 
 def _verify_and_update(password: str, password_hash: str) -> tuple[bool, str | None]:
-    valid, new_hash = password_context.verify_and_update(password, password_hash)
+    try:
+        valid, new_hash = password_context.verify_and_update(password, password_hash)
+    except PasswordSizeError:
+        # Longer than any password the hasher accepts (4096 bytes), so not this one.
+        return False, None
     return bool(valid), new_hash
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.get_running_loop().run_in_executor(_hashing, _hash, password)
+    password_hash: str = await hashing.run(partial(_hash, password))
+    return password_hash
 
 
 async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
@@ -50,11 +149,11 @@ async def verify_password(password: str, password_hash: str | None) -> tuple[boo
     Without a stored hash (an unknown user) it verifies against a dummy hash the same way,
     so that an unknown user costs what a wrong password costs.
     """
-    loop = asyncio.get_running_loop()
     if password_hash is None:
-        await loop.run_in_executor(_hashing, _verify_and_update, password, _dummy_hash())
+        await hashing.run(partial(_verify_and_update, password, _dummy_hash()))
         return False, None
-    return await loop.run_in_executor(_hashing, _verify_and_update, password, password_hash)
+    valid, new_hash = await hashing.run(partial(_verify_and_update, password, password_hash))
+    return bool(valid), new_hash
 
 
 @cache

@@ -37,7 +37,8 @@ Email = Annotated[
     pydantic.Field(json_schema_extra={"format": "email"}),
 ]
 FullName = Annotated[Text, StringConstraints(max_length=255)]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+MAX_PASSWORD_LENGTH = 128
+Password = Annotated[str, StringConstraints(min_length=8, max_length=MAX_PASSWORD_LENGTH)]
 
 
 class UserBase(SQLModel):

@@ -4,10 +4,12 @@ from sqlalchemy import func, or_
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ..auth import throttle
 from ..auth.sessions import end_sessions
+from ..core import security
 from ..core.errors import ConflictError, NotFoundError, ServiceError
 from ..core.security import hash_password, verify_password
-from .models import UpdatePassword, User, UserCreate, UserUpdate, UserUpdateMe
+from .models import MAX_PASSWORD_LENGTH, UpdatePassword, User, UserCreate, UserUpdate, UserUpdateMe
 
 MAX_LOGIN_LENGTH = 254
 
@@ -24,6 +26,17 @@ LAST_SUPERUSER = (
     "This is the last active superuser: there must always be one, so make another user an "
     "active superuser first"
 )
+
+
+async def release_connection(session: AsyncSession) -> None:
+    """Commit what was read so far, handing the session's connection back to the pool.
+
+    Done before a password hash, which may wait in line and then takes ~100 ms: a pooled
+    connection held meanwhile (idle in transaction) would starve every other request. The
+    objects loaded stay usable (expire_on_commit=False); the next query takes a connection
+    again.
+    """
+    await session.commit()
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User:
@@ -46,24 +59,45 @@ async def get_user_by_login(session: AsyncSession, login: str) -> User | None:
     return (await session.exec(statement)).first()
 
 
-async def authenticate(session: AsyncSession, login: str, password: str) -> User | None:
-    # A login no account can have is not looked up, but still costs one verification.
-    plausible = 0 < len(login) <= MAX_LOGIN_LENGTH and "\x00" not in login
-    user = await get_user_by_login(session, login) if plausible else None
-    valid, new_hash = await verify_password(password, user.hashed_password if user else None)
+async def authenticate(
+    session: AsyncSession, login: str, password: str, *, address: str | None = None
+) -> User | None:
+    """The user whose login and password these are, or None.
+
+    Raises TooManyRequestsError (429) while the account or the client address `address`
+    (throttle.address_key) is throttled, and BusyError (503) while password checking is at
+    capacity. No database connection is held while the password is checked.
+    """
+    # A place in the hashing queue first: when it is full, refuse before any query.
+    with security.hashing.place():
+        # A login no account can have is not looked up, but still costs one verification.
+        plausible = 0 < len(login) <= MAX_LOGIN_LENGTH and "\x00" not in login
+        user = await get_user_by_login(session, login) if plausible else None
+        account = throttle.account_key(user.id if user else None, login)
+        # Counts the attempt and commits, which hands the connection back to the pool
+        # while the hash waits and runs (expire_on_commit=False keeps `user` usable).
+        await throttle.admit(session, account=account, address=address)
+        if len(password) > MAX_PASSWORD_LENGTH:
+            valid, new_hash = False, None  # longer than any account's password
+        else:
+            stored = user.hashed_password if user else None
+            valid, new_hash = await verify_password(password, stored)
     if user is None or not valid:
+        await throttle.record_failure(session, address=address)
         return None
+    await throttle.record_success(session, account=account)
     if new_hash is not None:
         # The hashing parameters changed since this password was stored: upgrade it.
         user.hashed_password = new_hash
         session.add(user)
-        await session.commit()
+    await session.commit()
     return user
 
 
 async def create_user(
     session: AsyncSession, user_in: UserCreate, *, is_superuser: bool = False
 ) -> User:
+    await release_connection(session)
     user = User.model_validate(
         user_in,
         update={
@@ -97,6 +131,7 @@ async def update_user(
     assert user.id is not None  # noqa: S101
     values: dict[str, Any] = changes.model_dump(exclude_unset=True)
     if "password" in values:
+        await release_connection(session)
         values["hashed_password"] = await hash_password(values.pop("password"))
     loses_superuser = (
         user.is_superuser
@@ -119,12 +154,15 @@ async def change_password(
     session: AsyncSession, user: User, change: UpdatePassword, *, keep_session_id: int
 ) -> None:
     """Change the user's own password; every other session of theirs ends."""
-    valid, _ = await verify_password(change.current_password, user.hashed_password)
-    if not valid:
-        raise WrongPasswordError("Current password is incorrect")
-    await update_user(
-        session, user, UserUpdate(password=change.new_password), keep_session_id=keep_session_id
-    )
+    # One place in the hashing queue for both hashes: a full queue refuses before either.
+    with security.hashing.place():
+        await release_connection(session)
+        valid, _ = await verify_password(change.current_password, user.hashed_password)
+        if not valid:
+            raise WrongPasswordError("Current password is incorrect")
+        await update_user(
+            session, user, UserUpdate(password=change.new_password), keep_session_id=keep_session_id
+        )
 
 
 async def delete_user(session: AsyncSession, user_id: int) -> None:
