@@ -16,6 +16,7 @@ from typing import Any
 
 import nox
 
+from .flood import measure_flood, report
 from .server import bench_server, memory_after_load, sign_in
 from .wrk import Figures, finish_wrk, start_wrk, wrk
 
@@ -124,7 +125,11 @@ def measure_served(
          "wrk takes CPU from the server: more cores gain more"),
     ]  # fmt: skip
 
-    # --- The login flood (bench/flood.py) is called here: rows += its rows. ---
+    # A flood of wrong passwords while a signed-in client reads /users/me (bench/flood.py).
+    # Last: it leaves the address 127.0.0.1 throttled for sign-ins.
+    with bench_server(session, project, APP, env) as (flood_base, _):
+        flood = measure_flood(flood_base, "bench2", PASSWORD, token, seconds=seconds)
+    rows += [(f"login flood: {name}", value, target) for name, value, target, _ in report(flood)]
 
     return rows
 
