@@ -12,6 +12,9 @@ from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
 from .core.limits import BodySizeLimit
+from .core.logging import AccessLog, add_request_ids, configure_logging
+from .core.metrics import add_metrics
+from .core.tracing import add_tracing, telemetry_config, tracer_provider
 
 
 @asynccontextmanager
@@ -29,8 +32,11 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    configure_logging(settings)
+    traces = tracer_provider()
     app = FastAPI(
         title=settings.PROJECT_NAME,
+        telemetry=telemetry_config(traces),
         lifespan=lifespan,
         responses={413: {"description": "Request body too large"}},
     )
@@ -45,6 +51,13 @@ def create_app() -> FastAPI:
         )
     # Outermost, so that no other layer reads an oversized body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # Operating it: traces, metrics, the access line, and outside them all the request id,
+    # so that every response (a 413 too) carries one and every log line names it.
+    add_tracing(app, engine, traces)
+    if settings.METRICS_ENABLED:
+        add_metrics(app, engine)
+    app.add_middleware(AccessLog, unlogged_paths=frozenset({"/metrics"}))
+    add_request_ids(app)
     add_exception_handlers(app)
     app.include_router(api_router)
     return app

@@ -14,6 +14,7 @@ EXAMPLE_SECRET_KEYS = frozenset(
 MIN_SECRET_KEY_LENGTH = 32
 
 DRIVER_PREFIXES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Settings(BaseSettings):
@@ -42,6 +43,13 @@ class Settings(BaseSettings):
     USERS_OPEN_REGISTRATION: bool = True
     # Larger request bodies get 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    # Operating it (core/logging.py, core/metrics.py). LOG_FORMAT defaults to json in
+    # production, console elsewhere. WEB_CONCURRENCY is read by uvicorn itself (worker
+    # processes); it is declared here so that a bad value is named at start.
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_FORMAT: Literal["json", "console"] | None = None
+    METRICS_ENABLED: bool = True
+    WEB_CONCURRENCY: int = Field(default=1, ge=1, le=256)
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -59,6 +67,13 @@ class Settings(BaseSettings):
             )
             raise ValueError(msg)
         return url
+
+    @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
+    @classmethod
+    def case_insensitive(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in LOG_LEVELS else value.lower()
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -104,6 +119,12 @@ class Settings(BaseSettings):
             msg = 'CORS_ORIGINS may not be "*" in production: list the origins allowed to call'
             raise ValueError(msg + " the API with credentials")
         return self
+
+    @property
+    def log_format(self) -> Literal["json", "console"]:
+        if self.LOG_FORMAT is not None:
+            return self.LOG_FORMAT
+        return "json" if self.ENVIRONMENT == "production" else "console"
 
     @property
     def is_sqlite(self) -> bool:
