@@ -74,14 +74,12 @@ class ConsoleFormatter(logging.Formatter):
 
 
 _handler: logging.Handler | None = None
-_configured: tuple[str, str] | None = None
 
 
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None:
-    """Route every logger through one handler; again only when the settings changed."""
-    global _handler, _configured
-    wanted = (settings.LOG_LEVEL, settings.log_format)
-    if wanted == _configured and stream is None:
+    """Route every logger through one handler: once per process, or again given a stream."""
+    global _handler
+    if _handler is not None and stream is None:
         return
     handler = logging.StreamHandler(stream or sys.stderr)
     if settings.log_format == "json":
@@ -94,7 +92,7 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
         root.removeHandler(_handler)
     root.addHandler(handler)
     root.setLevel(settings.LOG_LEVEL)
-    _handler, _configured = handler, wanted
+    _handler = handler
     # uvicorn configured its own handlers before importing the service: its lines go through
     # this handler instead, and its access line gives way to the one written here.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):

@@ -1,13 +1,16 @@
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 
 import jwt
 from passlib.context import CryptContext
 
+from . import metrics
 from .config import get_settings
 from .models import MAX_ID, utcnow
 
@@ -28,6 +31,20 @@ def _usable_cpus() -> int:
 # of MB, so a burst of logins would otherwise starve the event loop and swell memory.
 # Further logins queue here instead.
 _hashing = ThreadPoolExecutor(max_workers=_usable_cpus(), thread_name_prefix="password-hash")
+_hashes_in_pool = 0
+
+
+@contextmanager
+def _counted_in_hashing_pool() -> Iterator[None]:
+    # The password_hash_queue_depth metric: hashes waiting for or running on the pool.
+    global _hashes_in_pool
+    _hashes_in_pool += 1
+    metrics.set_password_hash_queue_depth(_hashes_in_pool)
+    try:
+        yield
+    finally:
+        _hashes_in_pool -= 1
+        metrics.set_password_hash_queue_depth(_hashes_in_pool)
 
 
 def _hash(password: str) -> str:
@@ -40,7 +57,8 @@ def _verify_and_update(password: str, password_hash: str) -> tuple[bool, str | N
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.get_running_loop().run_in_executor(_hashing, _hash, password)
+    with _counted_in_hashing_pool():
+        return await asyncio.get_running_loop().run_in_executor(_hashing, _hash, password)
 
 
 async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
@@ -50,10 +68,11 @@ async def verify_password(password: str, password_hash: str | None) -> tuple[boo
     so that an unknown user costs what a wrong password costs.
     """
     loop = asyncio.get_running_loop()
-    if password_hash is None:
-        await loop.run_in_executor(_hashing, _verify_and_update, password, _dummy_hash())
-        return False, None
-    return await loop.run_in_executor(_hashing, _verify_and_update, password, password_hash)
+    with _counted_in_hashing_pool():
+        if password_hash is None:
+            await loop.run_in_executor(_hashing, _verify_and_update, password, _dummy_hash())
+            return False, None
+        return await loop.run_in_executor(_hashing, _verify_and_update, password, password_hash)
 
 
 @cache
