@@ -24,7 +24,7 @@ import nox
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "generated", "fuzz"]
+nox.options.sessions = ["tests", "generated", "fuzz", "operations"]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
@@ -336,6 +336,46 @@ def fuzz_served_project(
         session.run(*st, "-H", f"Authorization: Bearer {user}",
                     f"--include-path-regex={SELF_DESTRUCTIVE}")  # fmt: skip
         session.run(*st)
+
+
+# --- Operating it -------------------------------------------------------------------
+
+
+@nox.session
+def operations(session: nox.Session) -> None:
+    """Two uvicorn workers (WEB_CONCURRENCY=2) and a real Prometheus scraping them.
+
+    Tokens, password hashing and metrics hold across the workers, and Prometheus (Debian's
+    `prometheus`) sees the target up and its request counter move (tools/operations_check.py).
+    On PostgreSQL where a server answers, else SQLite. Without prometheus it skips, saying
+    so, unless REQUIRE_PROMETHEUS=1.
+    """
+    binary = shutil.which("prometheus")
+    if binary is None:
+        message = "prometheus is missing (Debian: apt-get install prometheus)"
+        if os.environ.get("REQUIRE_PROMETHEUS") == "1":
+            session.error(f"{message}, and REQUIRE_PROMETHEUS=1")
+        session.warn(f"SKIPPED the operations checks: {message}.")
+        return
+    session.install(COPIER)
+    workdir = Path(tempfile.mkdtemp(prefix="operations-"))
+    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
+    session.chdir(project)
+    uv(session, "sync", "--quiet")
+    with postgres_database(session) as postgres_url:
+        url = postgres_url or f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
+        env = served_env(url)
+        uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
+        uv(session, "run", "python", "-m", "acme_orders.initial_data", **env)
+        with serving(session, project, "acme_orders", WEB_CONCURRENCY="2", **env) as base_url:
+            session.run(
+                "python", str(ROOT / "tools" / "operations_check.py"), base_url, binary,
+                str(workdir),
+                env={"SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
+                     "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"],
+                     "METRICS_PACKAGE": "acme_orders"},
+            )  # fmt: skip
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- Benchmark ----------------------------------------------------------------------
