@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -181,10 +182,24 @@ def check_prometheus(base: str, binary: str, workdir: Path) -> None:
         print(f"ok: Prometheus saw the request counter move from {before:.0f} to {after:.0f}")
         pool = wait_for(prometheus, "sum(db_pool_size)", 2 * POOL_SIZE)
         print(f"ok: Prometheus sees both workers' pools ({pool:.0f} connections)")
+        alerts = readme_promql(Path("README.md"))
+        for promql in alerts:
+            query(prometheus, promql)
+        print(f"ok: Prometheus accepts the {len(alerts)} PromQL lines of the project's README")
     finally:
         server.terminate()
         server.wait(timeout=15)
         log.close()
+
+
+def readme_promql(readme: Path) -> list[str]:
+    """The expressions in the README's promql blocks (comments aside)."""
+    blocks = re.findall(r"```promql\n(.*?)```", readme.read_text(), re.DOTALL)
+    lines = [line for block in blocks for line in block.splitlines()]
+    expressions = [line for line in lines if line.strip() and not line.startswith("#")]
+    if not expressions:
+        fail(f"{readme} has no PromQL")
+    return expressions
 
 
 def request_status(url: str) -> int:

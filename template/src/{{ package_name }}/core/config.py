@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     METRICS_ENABLED: bool = True
     WEB_CONCURRENCY: int = Field(default=1, ge=1, le=256)
 
+    @model_validator(mode="after")
+    def workers_share_one_secret_key(self) -> Self:
+        # Each worker would otherwise sign with a random key of its own (see check_secret_key):
+        # a token from one would be refused by the others.
+        if self.WEB_CONCURRENCY > 1 and not self.SECRET_KEY:
+            msg = f"SECRET_KEY must be set when WEB_CONCURRENCY is {self.WEB_CONCURRENCY}"
+            raise ValueError(msg + ": every worker process must sign tokens with the same key")
+        return self
+
     @field_validator("DATABASE_URL")
     @classmethod
     def use_an_async_driver(cls, url: str) -> str:
