@@ -30,8 +30,8 @@ access_logger = logging.getLogger(__name__.split(".")[0] + ".access")
 # What an access line carries besides its message, in JSON output.
 _ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms")
 # SQLAlchemy logs every statement at INFO and result rows (password hashes among them) at
-# DEBUG: both stay off unless a logger is set explicitly.
-# The pool (core/pool.py, named after its class) tells of each disposal at INFO.
+# DEBUG, and its pool (core/pool.py's, named after its class) each disposal at INFO: all of
+# it stays off unless a logger's level is set explicitly.
 _QUIET_BELOW_WARNING = (
     "sqlalchemy.engine",
     "sqlalchemy.pool",

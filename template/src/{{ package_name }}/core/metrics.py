@@ -21,9 +21,10 @@ from typing import Any, Literal
 def _share_between_workers() -> bool:
     """Point prometheus-client at a directory shared by this worker's siblings, if any.
 
-    uvicorn's workers are child processes of one supervisor: a directory named after it is
-    theirs. It must be chosen before prometheus-client is imported. Where the server forks
-    workers in another way (gunicorn), set PROMETHEUS_MULTIPROC_DIR to an empty directory.
+    uvicorn's workers are child processes of one supervisor: a directory named after it (its
+    pid and start time) is theirs, and those of supervisors gone are removed. It must be set
+    before prometheus-client is imported. Where workers are forked another way (gunicorn), set
+    PROMETHEUS_MULTIPROC_DIR to an empty directory instead.
     """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return True
@@ -32,23 +33,29 @@ def _share_between_workers() -> bool:
     base = Path(tempfile.gettempdir())
     prefix = __name__.split(".")[0] + "-metrics-"
     for old in base.glob(prefix + "*"):
-        supervisor = old.name.removeprefix(prefix)
-        if supervisor.isdigit() and not _is_running(int(supervisor)):
+        pid, _, started = old.name.removeprefix(prefix).partition("-")
+        if pid.isdigit() and _started(int(pid)) != started:
             shutil.rmtree(old, ignore_errors=True)
-    directory = base / f"{prefix}{os.getppid()}"
+    supervisor = os.getppid()
+    directory = base / f"{prefix}{supervisor}-{_started(supervisor)}"
     directory.mkdir(exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     return True
 
 
-def _is_running(pid: int) -> bool:
+def _started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks after boot), or None if it is not running."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:
-        return True
-    return True
+        pass
+    return "0"  # running, where /proc is not there to say since when
 
 
 MULTIPROCESS = _share_between_workers()
@@ -193,6 +200,12 @@ async def metrics_endpoint(_request: Request) -> Response:
 _sampler: threading.Thread | None = None
 
 
+def _pids_with_files(directory: Path) -> set[int]:
+    # prometheus-client names each file <kind>_<pid>.db
+    suffixes = (path.stem.rsplit("_", 1)[-1] for path in directory.glob("*.db"))
+    return {int(suffix) for suffix in suffixes if suffix.isdigit()}
+
+
 def add_metrics(app: Any, engine: AsyncEngine) -> None:
     """Count every request, and serve /metrics (not part of the API's schema)."""
     global _engine, _sampler
@@ -206,5 +219,9 @@ def add_metrics(app: Any, engine: AsyncEngine) -> None:
             target=_sample_pool_every_second, name="metrics-pool-sampler", daemon=True
         )
         _sampler.start()
-        # Gauges of a worker that has stopped stop counting in the sums.
+        # Gauges of a worker that has stopped stop counting in the sums: this one's when it
+        # exits, those of any that died without exiting (and were replaced) now.
         atexit.register(prometheus_multiprocess.mark_process_dead, os.getpid())
+        for pid in _pids_with_files(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])):
+            if _started(pid) is None:
+                prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
