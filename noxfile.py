@@ -367,13 +367,15 @@ def operations(session: nox.Session) -> None:
         env = served_env(url)
         uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
         uv(session, "run", "python", "-m", "acme_orders.initial_data", **env)
+        # The workers' shared metrics directory goes under TMPDIR: into workdir, removed below.
+        env["TMPDIR"] = str(workdir)
         with serving(session, project, "acme_orders", WEB_CONCURRENCY="2", **env) as base_url:
             session.run(
                 "python", str(ROOT / "tools" / "operations_check.py"), base_url, binary,
                 str(workdir),
                 env={"SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
                      "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"],
-                     "METRICS_PACKAGE": "acme_orders"},
+                     "METRICS_PACKAGE": "acme_orders", "TMPDIR": str(workdir)},
             )  # fmt: skip
     shutil.rmtree(workdir, ignore_errors=True)
 
