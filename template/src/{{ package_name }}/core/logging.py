@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
@@ -137,15 +138,24 @@ def _is_sane_request_id(value: str) -> bool:
     return SANE_REQUEST_ID.fullmatch(value) is not None
 
 
-def add_request_ids(app: Any) -> None:
-    """Give every request an id (X-Request-ID); add this outside every other layer."""
-    app.add_middleware(
-        CorrelationIdMiddleware,
-        header_name=REQUEST_ID_HEADER,
-        update_request_header=False,
-        generator=_new_request_id,
-        validator=_is_sane_request_id,
-    )
+def add_request_ids(app: FastAPI) -> None:
+    """Give every request an id (X-Request-ID), around every other layer of the app.
+
+    Around Starlette's error middleware too, which add_middleware cannot reach: the 500 of an
+    unexpected error, the answer a user most needs to quote, carries its id as well.
+    """
+    build_stack = app.build_middleware_stack
+
+    def build_stack_with_request_ids() -> ASGIApp:
+        return CorrelationIdMiddleware(
+            build_stack(),
+            header_name=REQUEST_ID_HEADER,
+            update_request_header=False,
+            generator=_new_request_id,
+            validator=_is_sane_request_id,
+        )
+
+    app.build_middleware_stack = build_stack_with_request_ids  # type: ignore[method-assign]
 
 
 class AccessLog:
