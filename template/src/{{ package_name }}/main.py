@@ -51,8 +51,9 @@ def create_app() -> FastAPI:
         )
     # Outermost, so that no other layer reads an oversized body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
-    # Operating it: traces, metrics, the access line, and outside them all the request id,
-    # so that every response (a 413 too) carries one and every log line names it.
+    # Operating it: traces, metrics, the access line (none of them reads a body), and around
+    # everything the request id, so that every response, a 413 or a 500 too, carries one and
+    # every log line names it.
     add_tracing(app, engine, traces)
     if settings.METRICS_ENABLED:
         add_metrics(app, engine)

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
 
     @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
     @classmethod
-    def case_insensitive(cls, value: object) -> object:
+    def log_settings_ignore_case(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
         return value.upper() if value.lower() in LOG_LEVELS else value.lower()
