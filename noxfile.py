@@ -24,7 +24,7 @@ import nox
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "generated", "fuzz", "api_document"]
+nox.options.sessions = ["tests", "generated", "fuzz", "api_document", "operations"]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
@@ -418,6 +418,48 @@ def api_document(session: nox.Session) -> None:
             if "operation/users-read_me" not in redoc:
                 session.error(f"/redoc showed no operations with no network:\n{redoc[:2000]}")
             session.log("/docs and /redoc render every operation with no network")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- Operating it -------------------------------------------------------------------
+
+
+@nox.session
+def operations(session: nox.Session) -> None:
+    """Two uvicorn workers (WEB_CONCURRENCY=2) and a real Prometheus scraping them.
+
+    Tokens, password hashing and metrics hold across the workers, and Prometheus (Debian's
+    `prometheus`) sees the target up and its request counter move (tools/operations_check.py).
+    On PostgreSQL where a server answers, else SQLite. Without prometheus it skips, saying
+    so, unless REQUIRE_PROMETHEUS=1.
+    """
+    binary = shutil.which("prometheus")
+    if binary is None:
+        message = "prometheus is missing (Debian: apt-get install prometheus)"
+        if os.environ.get("REQUIRE_PROMETHEUS") == "1":
+            session.error(f"{message}, and REQUIRE_PROMETHEUS=1")
+        session.warn(f"SKIPPED the operations checks: {message}.")
+        return
+    session.install(COPIER)
+    workdir = Path(tempfile.mkdtemp(prefix="operations-"))
+    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
+    session.chdir(project)
+    uv(session, "sync", "--quiet")
+    with postgres_database(session) as postgres_url:
+        url = postgres_url or f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
+        env = served_env(url)
+        uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
+        uv(session, "run", "python", "-m", "acme_orders.initial_data", **env)
+        # The workers' shared metrics directory goes under TMPDIR: into workdir, removed below.
+        env["TMPDIR"] = str(workdir)
+        with serving(session, project, "acme_orders", WEB_CONCURRENCY="2", **env) as base_url:
+            session.run(
+                "python", str(ROOT / "tools" / "operations_check.py"), base_url, binary,
+                str(workdir),
+                env={"SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
+                     "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"],
+                     "METRICS_PACKAGE": "acme_orders", "TMPDIR": str(workdir)},
+            )  # fmt: skip
     shutil.rmtree(workdir, ignore_errors=True)
 
 

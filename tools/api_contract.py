@@ -29,6 +29,8 @@ def expect(response: httpx.Response, status: int, what: str) -> Any:
         )
     if status >= 500:
         sys.exit(f"FAILED {what}: server error")
+    if not response.headers.get("x-request-id"):
+        sys.exit(f"FAILED {what}: no X-Request-ID header in the response")
     text = response.text
     if "hashed_password" in text or "$argon2" in text:
         sys.exit(f"FAILED {what}: password material in the response")

@@ -13,6 +13,9 @@ from .core.db import engine
 from .core.errors import add_exception_handlers
 from .core.limits import BodySizeLimit, JsonMemberLimit
 from .core.openapi import create_documented_app
+from .core.logging import AccessLog, add_request_ids, configure_logging
+from .core.metrics import add_metrics
+from .core.tracing import add_tracing, telemetry_config, tracer_provider
 
 
 @asynccontextmanager
@@ -30,8 +33,11 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    configure_logging(settings)
+    traces = tracer_provider()
     app = create_documented_app(
         title=settings.PROJECT_NAME,
+        telemetry=telemetry_config(traces),
         lifespan=lifespan,
         # Starlette would redirect /users/ to /users at an absolute URL built from the
         # client's Host header; such a path is simply not found instead.
@@ -51,6 +57,14 @@ def create_app() -> FastAPI:
     app.add_middleware(JsonMemberLimit)
     # Outermost, so that no other layer reads an oversized body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # Operating it: traces, metrics, the access line (none of them reads a body), and around
+    # everything the request id, so that every response, a 413 or a 500 too, carries one and
+    # every log line names it.
+    add_tracing(app, engine, traces)
+    if settings.METRICS_ENABLED:
+        add_metrics(app, engine)
+    app.add_middleware(AccessLog, unlogged_paths=frozenset({"/metrics"}))
+    add_request_ids(app)
     add_exception_handlers(app)
     app.include_router(api_router)
     return app

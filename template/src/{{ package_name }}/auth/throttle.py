@@ -15,13 +15,14 @@ import ipaddress
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import DateTime, case, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ..core import metrics
 from ..core.config import get_settings
 from ..core.errors import TooManyRequestsError
 from ..core.models import utcnow
@@ -90,7 +91,10 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _throttled(blocked_until: datetime, moment: datetime) -> TooManyRequestsError:
+def _throttled(
+    blocked_until: datetime, moment: datetime, by: Literal["account", "client"]
+) -> TooManyRequestsError:
+    metrics.count_throttled_sign_in(by)
     seconds = max(1, math.ceil((blocked_until - moment).total_seconds()))
     return TooManyRequestsError("Too many failed sign-ins; try again later", retry_after=seconds)
 
@@ -104,11 +108,16 @@ def _upsert(session: AsyncSession, values: dict[str, Any]) -> Any:
     return insert(_table).values(values)
 
 
-async def _refuse_if_blocked(session: AsyncSession, keys: list[str], moment: datetime) -> None:
-    statement = select(SignInThrottle.blocked_until).where(col(SignInThrottle.key).in_(keys))
-    ends = [_utc(end) for end in (await session.exec(statement)).all() if end is not None]
-    if ends and (latest := max(ends)) > moment:
-        raise _throttled(latest, moment)
+async def _refuse_if_blocked(
+    session: AsyncSession, account: str, address: str | None, moment: datetime
+) -> None:
+    keys = [account] if address is None else [account, address]
+    statement = select(SignInThrottle.key, SignInThrottle.blocked_until).where(
+        col(SignInThrottle.key).in_(keys)
+    )
+    ends = [(_utc(end), key) for key, end in (await session.exec(statement)).all() if end]
+    if ends and (latest := max(ends))[0] > moment:
+        raise _throttled(latest[0], moment, "client" if latest[1] == address else "account")
 
 
 async def admit(session: AsyncSession, *, account: str, address: str | None) -> None:
@@ -120,7 +129,7 @@ async def admit(session: AsyncSession, *, account: str, address: str | None) -> 
     """
     settings = get_settings()
     moment = now()
-    await _refuse_if_blocked(session, [account] if address is None else [account, address], moment)
+    await _refuse_if_blocked(session, account, address, moment)
     forgotten = col(SignInThrottle.last_attempt_at) < moment - MEMORY
     statement = (
         _upsert(
@@ -143,8 +152,8 @@ async def admit(session: AsyncSession, *, account: str, address: str | None) -> 
     if failures is None:
         # Another attempt made the account wait since the check above.
         await session.rollback()
-        await _refuse_if_blocked(session, [account], moment)
-        raise _throttled(moment, moment)
+        await _refuse_if_blocked(session, account, None, moment)
+        raise _throttled(moment, moment, "account")
     free = settings.SIGN_IN_ACCOUNT_FREE_FAILURES
     if failures >= free:
         # Should this attempt fail, the next one waits.

@@ -14,6 +14,7 @@ EXAMPLE_SECRET_KEYS = frozenset(
 MIN_SECRET_KEY_LENGTH = 32
 
 DRIVER_PREFIXES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Settings(BaseSettings):
@@ -57,6 +58,22 @@ class Settings(BaseSettings):
     PASSWORD_HASH_QUEUE_SIZE: int = Field(default=32, ge=0, le=100_000)
     # ... and so do they when a hash would wait longer than this many seconds.
     PASSWORD_HASH_MAX_WAIT_SECONDS: float = Field(default=5.0, gt=0, le=300)
+    # Operating it (core/logging.py, core/metrics.py). LOG_FORMAT defaults to json in
+    # production, console elsewhere. WEB_CONCURRENCY is read by uvicorn itself (worker
+    # processes); it is declared here so that a bad value is named at start.
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_FORMAT: Literal["json", "console"] | None = None
+    METRICS_ENABLED: bool = True
+    WEB_CONCURRENCY: int = Field(default=1, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def workers_share_one_secret_key(self) -> Self:
+        # Each worker would otherwise sign with a random key of its own (see check_secret_key):
+        # a token from one would be refused by the others.
+        if self.WEB_CONCURRENCY > 1 and not self.SECRET_KEY:
+            msg = f"SECRET_KEY must be set when WEB_CONCURRENCY is {self.WEB_CONCURRENCY}"
+            raise ValueError(msg + ": every worker process must sign tokens with the same key")
+        return self
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -74,6 +91,13 @@ class Settings(BaseSettings):
             )
             raise ValueError(msg)
         return url
+
+    @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
+    @classmethod
+    def log_settings_ignore_case(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in LOG_LEVELS else value.lower()
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -119,6 +143,12 @@ class Settings(BaseSettings):
             msg = 'CORS_ORIGINS may not be "*" in production: list the origins allowed to call'
             raise ValueError(msg + " the API with credentials")
         return self
+
+    @property
+    def log_format(self) -> Literal["json", "console"]:
+        if self.LOG_FORMAT is not None:
+            return self.LOG_FORMAT
+        return "json" if self.ENVIRONMENT == "production" else "console"
 
     @property
     def is_sqlite(self) -> bool:

@@ -16,6 +16,7 @@ import jwt
 from passlib.context import CryptContext
 from passlib.exc import PasswordSizeError
 
+from . import metrics
 from .config import get_settings
 from .errors import BusyError
 from .models import MAX_ID, utcnow
@@ -89,12 +90,14 @@ class HashingQueue:
                 retry_after=self._seconds_to_drain(),
             )
         self.pending += 1
+        metrics.set_password_hash_queue_depth(self.pending)
         holding = _holding_place.set(True)
         try:
             yield
         finally:
             _holding_place.reset(holding)
             self.pending -= 1
+            metrics.set_password_hash_queue_depth(self.pending)
 
     async def run(self, call: Callable[[], Any]) -> Any:
         with self.place():
