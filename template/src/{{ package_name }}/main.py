@@ -12,9 +12,9 @@ from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
 from .core.limits import BodySizeLimit, JsonMemberLimit
-from .core.openapi import create_documented_app
 from .core.logging import AccessLog, add_request_ids, configure_logging
 from .core.metrics import add_metrics
+from .core.openapi import create_documented_app
 from .core.tracing import add_tracing, telemetry_config, tracer_provider
 
 
