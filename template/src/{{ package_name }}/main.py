@@ -11,7 +11,7 @@ from .core import security
 from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
-from .core.limits import BodySizeLimit, JsonMemberLimit
+from .core.limits import BodySizeLimit, JsonMemberLimit, ShedSignInsWhileHashingIsFull
 from .core.logging import AccessLog, add_request_ids, configure_logging
 from .core.metrics import add_metrics
 from .core.openapi import create_documented_app
@@ -57,6 +57,8 @@ def create_app() -> FastAPI:
     app.add_middleware(JsonMemberLimit)
     # Outermost, so that no other layer reads an oversized body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # Outside it, as it reads no body: sign-ins refused unread while hashing is full.
+    app.add_middleware(ShedSignInsWhileHashingIsFull, path=f"{api_router.prefix}/auth/token")
     # Operating it: traces, metrics, the access line (none of them reads a body), and around
     # everything the request id, so that every response, a 413 or a 500 too, carries one and
     # every log line names it.

@@ -1,4 +1,5 @@
-"""Refuse request bodies over a size limit with 413, before the application reads them.
+"""Refuse what would cost too much before the application reads it: bodies over a size limit
+(413), JSON objects of too many members (422), sign-ins while password hashing is full (503).
 
 FastAPI 0.165 can limit bodies itself (`FastAPI(max_body_size=…)`, Starlette's
 RequestBodyLimitMiddleware), but it answers a declared Content-Length over the limit with a
@@ -8,7 +9,10 @@ other error has and that the API document promises. Hence this, until it does.
 
 import json
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import security
 
 
 class _BodyTooLargeError(Exception):
@@ -162,3 +166,30 @@ class JsonMemberLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class ShedSignInsWhileHashingIsFull:
+    """POST to `path` (the token route) gets 503 unread while the hashing queue is full.
+
+    The route would refuse it too, but only after routing it and parsing its form: about 2 ms
+    of the event loop each, and under a flood of sign-ins every other request waits behind
+    them. Refused here, one costs a fraction of that. The queue is read at each request
+    (`security.hashing`), never kept.
+    """
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == self.path
+            and scope["method"] == "POST"
+            and security.hashing.is_full()
+        ):
+            error = security.hashing.busy_error()
+            headers = {"Retry-After": str(error.retry_after)}
+            await JSONResponse({"detail": error.detail}, 503, headers)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

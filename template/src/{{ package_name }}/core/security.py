@@ -82,13 +82,8 @@ class HashingQueue:
         if _holding_place.get():
             yield
             return
-        if self.pending >= self.workers and (
-            self.pending >= self.capacity or self._seconds_until_done() > self.max_wait_seconds
-        ):
-            raise BusyError(
-                "Too many password checks at once; try again shortly",
-                retry_after=self._seconds_to_drain(),
-            )
+        if self.is_full():
+            raise self.busy_error()
         self.pending += 1
         metrics.set_password_hash_queue_depth(self.pending)
         holding = _holding_place.set(True)
@@ -98,6 +93,18 @@ class HashingQueue:
             _holding_place.reset(holding)
             self.pending -= 1
             metrics.set_password_hash_queue_depth(self.pending)
+
+    def is_full(self) -> bool:
+        """Whether a hash asked for now would be refused (see place())."""
+        return self.pending >= self.workers and (
+            self.pending >= self.capacity or self._seconds_until_done() > self.max_wait_seconds
+        )
+
+    def busy_error(self) -> BusyError:
+        return BusyError(
+            "Too many password checks at once; try again shortly",
+            retry_after=self._seconds_to_drain(),
+        )
 
     async def run(self, call: Callable[[], Any]) -> Any:
         with self.place():
