@@ -9,9 +9,10 @@ are only 401, 429 and 503; /health/live p99 <= 50 ms.
 Standard library only. The flood runs in a process of its own, so that its threads do not
 hold up the measuring ones (one GIL each). Load goes only to 127.0.0.1.
 
-The flood leaves the account and the address 127.0.0.1 throttled (up to 15 minutes for the
-address): run it after anything else that signs in from there, or empty the database table
-`sign_in_throttles` afterwards.
+The flood leaves the account throttled from 127.0.0.1 (up to 15 minutes) and that address
+without free failures for its window (a right password from there still signs in): run it
+after anything else that signs in from there, or empty the database table `sign_in_throttles`
+afterwards.
 
 By hand, against a served project:
 

@@ -1,6 +1,6 @@
 from typing import Annotated, Literal, Self
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.config import JsonDict
 
@@ -72,8 +72,14 @@ def _unauthorized(detail: str) -> HTTPException:
     },
 )
 async def login_for_access_token(
-    session: SessionDep, request: Request, form: Annotated[TokenRequest, Form()]
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    form: Annotated[TokenRequest, Form()],
 ) -> Token:
+    # Tokens must not stay in any cache (RFC 6749, 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     if form.grant_type == "refresh_token":
         assert form.refresh_token is not None  # noqa: S101 (the form's validator)
         pair = await refresh_session(session, form.refresh_token)

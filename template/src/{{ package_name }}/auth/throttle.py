@@ -1,13 +1,25 @@
-"""Failed sign-ins slow down: per account, and per client address.
+"""Failed sign-ins slow down, counted so that nobody locks anyone else out.
 
-An account (or a login that names none) gets a few attempts free; after that each further
-failure makes it wait before the next, twice as long each time, up to a maximum; a success
-ends the wait. A client address may fail a number of times within a window, then waits for
-the window's end. Throttled attempts get 429 with Retry-After and cost no password hash.
+Three counts, each a row keyed by what it counts:
 
-The state lives in the database, so that every worker process and every replica serving the
-same database shares it. Behind a reverse proxy the client address is the proxy's unless
-uvicorn trusts it to tell the real one (--proxy-headers with FORWARDED_ALLOW_IPS).
+- per account *and* client address (a "pair"): a few consecutive failures are free, then
+  each further failure makes the pair wait before its next attempt, twice as long each time,
+  up to a maximum; a success ends the wait. This is the count that stops guessing.
+- per account over every address: past a much higher number of consecutive failures the
+  account waits too, but only for the pairs that have failed recently: its owner, signing
+  in from an address with no recent failures, is never refused because of an attacker
+  elsewhere.
+- per client address over every account: past a number of failures within a window the
+  address loses its free failures (each pair from it waits after its first failure), but it
+  is never refused outright: a neighbour behind the same address (one NAT, one proxy) who
+  types the right password gets in at once, while an attacker there gets one guess per
+  account before each pair's wait starts doubling.
+
+Throttled attempts get 429 with Retry-After and cost no password hash. A wrong current
+password at PUT /users/me/password counts like a failed sign-in. The state lives in the
+database, so that every worker process and every replica serving the same database shares
+it. Behind a reverse proxy the client address is the proxy's unless the server trusts it to
+tell the real one (FORWARDED_ALLOW_IPS).
 """
 
 import hashlib
@@ -37,17 +49,18 @@ PRUNE_INTERVAL_SECONDS = 60.0
 
 
 class SignInThrottle(SQLModel, table=True):
-    """Failed sign-ins of one account, one unknown login, or one client address."""
+    """Failed sign-ins of one account and address, one account, or one client address."""
 
     __tablename__ = "sign_in_throttles"
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
-    # "user:<id>", "login:<sha256 of the login>" or "address:<address or IPv6 /64>".
+    # "pair:<sha256 of account and address>", "user:<id>", "login:<sha256 of the login>"
+    # or "address:<address or IPv6 /64>".
     key: str = Field(max_length=100, unique=True, index=True)
-    # Attempts counted since window_started_at: for an account, consecutive attempts not
-    # yet followed by a success (counted before the password is checked); for an address,
-    # failures.
+    # Attempts counted since window_started_at: for a pair or an account, consecutive
+    # attempts not yet followed by a success (counted before the password is checked); for
+    # an address, failures.
     failures: int
     window_started_at: datetime = Field(sa_type=DateTime(timezone=True))
     last_attempt_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
@@ -59,6 +72,24 @@ def now() -> datetime:
     return utcnow()
 
 
+def fold_login(login: str) -> str:
+    """A login as both the lookup (users/service.py) and the throttle key compare it.
+
+    Case is ignored. A non-ASCII spelling that folds to ASCII (the Kelvin sign, U+212A,
+    folds to "k") names no account, and is marked so that its key is never an ASCII
+    login's: were it counted against the key of the login it resembles only when that
+    names no account, its failures would tell which accounts exist.
+    """
+    folded = login.lower()
+    if folded.isascii() and not login.isascii():
+        return UNMATCHABLE + folded
+    return folded
+
+
+# Starts the fold of a login that names no account, whatever the database holds.
+UNMATCHABLE = "\x00"
+
+
 def account_key(user_id: int | None, login: str) -> str:
     """The key of the account a sign-in names, or of the login when it names none.
 
@@ -67,7 +98,7 @@ def account_key(user_id: int | None, login: str) -> str:
     """
     if user_id is not None:
         return f"user:{user_id}"
-    digest = hashlib.sha256(login.lower().encode(errors="surrogatepass")).hexdigest()
+    digest = hashlib.sha256(fold_login(login).encode(errors="surrogatepass")).hexdigest()
     return f"login:{digest}"
 
 
@@ -86,6 +117,11 @@ def address_key(host: str | None) -> str | None:
     return f"address:{address}"
 
 
+def pair_key(account: str, address: str | None) -> str:
+    """The key of one account tried from one client address."""
+    return "pair:" + hashlib.sha256(f"{account}|{address or ''}".encode()).hexdigest()
+
+
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
@@ -99,6 +135,11 @@ def _throttled(
     return TooManyRequestsError("Too many failed sign-ins; try again later", retry_after=seconds)
 
 
+def _wait(failures_past_free: int) -> timedelta:
+    longest = timedelta(seconds=get_settings().SIGN_IN_ACCOUNT_MAX_WAIT_SECONDS)
+    return min(FIRST_WAIT * (1 << min(failures_past_free, 20)), longest)
+
+
 _table = SignInThrottle.metadata.tables[SignInThrottle.__tablename__]
 
 
@@ -108,33 +149,13 @@ def _upsert(session: AsyncSession, values: dict[str, Any]) -> Any:
     return insert(_table).values(values)
 
 
-async def _refuse_if_blocked(
-    session: AsyncSession, account: str, address: str | None, moment: datetime
-) -> None:
-    keys = [account] if address is None else [account, address]
-    statement = select(SignInThrottle.key, SignInThrottle.blocked_until).where(
-        col(SignInThrottle.key).in_(keys)
-    )
-    ends = [(_utc(end), key) for key, end in (await session.exec(statement)).all() if end]
-    if ends and (latest := max(ends))[0] > moment:
-        raise _throttled(latest[0], moment, "client" if latest[1] == address else "account")
-
-
-async def admit(session: AsyncSession, *, account: str, address: str | None) -> None:
-    """Count a sign-in attempt against its account, or refuse it (429) while throttled.
-
-    The attempt counts as a failure until record_success says otherwise, and is counted in
-    one statement that also checks the wait: attempts racing each other are counted one by
-    one, so no more of them reach the password check than the rule allows. Commits.
-    """
-    settings = get_settings()
-    moment = now()
-    await _refuse_if_blocked(session, account, address, moment)
+def _count(session: AsyncSession, key: str, moment: datetime, *, unless_blocked: bool) -> Any:
+    """One more consecutive attempt for `key` (forgotten after MEMORY), returning the count."""
     forgotten = col(SignInThrottle.last_attempt_at) < moment - MEMORY
-    statement = (
+    return (
         _upsert(
             session,
-            {"key": account, "failures": 1, "window_started_at": moment, "last_attempt_at": moment},
+            {"key": key, "failures": 1, "window_started_at": moment, "last_attempt_at": moment},
         )
         .on_conflict_do_update(
             index_elements=[_table.c.key],
@@ -143,34 +164,88 @@ async def admit(session: AsyncSession, *, account: str, address: str | None) -> 
                 "window_started_at": case((forgotten, moment), else_=_table.c.window_started_at),
                 "last_attempt_at": moment,
             },
-            # While the account waits, nothing is counted and no row comes back.
-            where=or_(_table.c.blocked_until.is_(None), _table.c.blocked_until <= moment),
+            # While it waits, nothing is counted and no row comes back.
+            where=or_(_table.c.blocked_until.is_(None), _table.c.blocked_until <= moment)
+            if unless_blocked
+            else None,
         )
         .returning(_table.c.failures)
     )
-    failures = (await session.exec(statement)).scalar()
+
+
+async def _rows(session: AsyncSession, keys: list[str]) -> dict[str, SignInThrottle]:
+    statement = select(SignInThrottle).where(col(SignInThrottle.key).in_(keys))
+    return {row.key: row for row in (await session.exec(statement)).all()}
+
+
+async def admit(session: AsyncSession, *, account: str, address: str | None) -> None:
+    """Count a sign-in attempt against its pair and account, or refuse it (429).
+
+    The attempt counts as a failure until record_success says otherwise, and is counted
+    against its pair in one statement that also checks the pair's wait: attempts racing
+    each other are counted one by one, so no more of them reach the password check than the
+    rule allows. Commits.
+    """
+    settings = get_settings()
+    moment = now()
+    pair = pair_key(account, address)
+    rows = await _rows(session, [pair, account] if address is None else [pair, account, address])
+    window = timedelta(seconds=settings.SIGN_IN_ADDRESS_WINDOW_SECONDS)
+    address_row = rows.get(address or "")
+    address_over = (
+        address_row is not None
+        and _utc(address_row.window_started_at) > moment - window
+        and address_row.failures >= settings.SIGN_IN_ADDRESS_MAX_FAILURES
+    )
+    account_row = rows.get(account)
+    account_over = (
+        account_row is not None
+        and _utc(account_row.last_attempt_at) >= moment - MEMORY
+        and account_row.failures >= settings.SIGN_IN_ACCOUNT_MAX_FAILURES
+    )
+    by: Literal["account", "client"] = "client" if address_over else "account"
+    pair_row = rows.get(pair)
+    pair_ends = _utc(pair_row.blocked_until) if pair_row and pair_row.blocked_until else None
+    if pair_ends is not None and pair_ends > moment:
+        raise _throttled(pair_ends, moment, by)
+    # A hammered account waits for the pairs that failed recently, never for a clean one.
+    pair_failed = pair_row is not None and _utc(pair_row.last_attempt_at) >= moment - MEMORY
+    account_ends = (
+        _utc(account_row.blocked_until) if account_row and account_row.blocked_until else None
+    )
+    if account_over and pair_failed and account_ends is not None and account_ends > moment:
+        raise _throttled(account_ends, moment, "account")
+
+    failures = (await session.exec(_count(session, pair, moment, unless_blocked=True))).scalar()
     if failures is None:
-        # Another attempt made the account wait since the check above.
+        # Another attempt made the pair wait since the check above.
         await session.rollback()
-        await _refuse_if_blocked(session, account, None, moment)
-        raise _throttled(moment, moment, "account")
-    free = settings.SIGN_IN_ACCOUNT_FREE_FAILURES
+        raise _throttled(moment, moment, by)
+    account_failures = (
+        await session.exec(_count(session, account, moment, unless_blocked=False))
+    ).scalar_one()
+    # Should this attempt fail, the next one of its pair waits once the free failures are
+    # spent; there are none from an address over its limit or for a hammered account.
+    free = 0 if address_over or account_over else settings.SIGN_IN_ACCOUNT_FREE_FAILURES
     if failures >= free:
-        # Should this attempt fail, the next one waits.
-        doublings = min(failures - free, 20)
-        longest = timedelta(seconds=settings.SIGN_IN_ACCOUNT_MAX_WAIT_SECONDS)
-        wait = min(FIRST_WAIT * 2**doublings, longest)
+        await session.exec(
+            update(SignInThrottle)
+            .where(col(SignInThrottle.key) == pair)
+            .values(blocked_until=moment + _wait(failures - max(free, 1)))
+        )
+    most = settings.SIGN_IN_ACCOUNT_MAX_FAILURES
+    if account_failures >= most:
         await session.exec(
             update(SignInThrottle)
             .where(col(SignInThrottle.key) == account)
-            .values(blocked_until=moment + wait)
+            .values(blocked_until=moment + _wait(account_failures - most))
         )
     await _prune_now_and_then(session, moment)
     await session.commit()
 
 
 async def record_failure(session: AsyncSession, *, address: str | None) -> None:
-    """Count a failed sign-in against the client address (its account counted it already).
+    """Count a failed sign-in against the client address (its pair counted it already).
 
     Commits.
     """
@@ -180,34 +255,25 @@ async def record_failure(session: AsyncSession, *, address: str | None) -> None:
     moment = now()
     window = timedelta(seconds=settings.SIGN_IN_ADDRESS_WINDOW_SECONDS)
     expired = col(SignInThrottle.window_started_at) <= moment - window
-    statement = (
-        _upsert(
-            session,
-            {"key": address, "failures": 1, "window_started_at": moment, "last_attempt_at": moment},
-        )
-        .on_conflict_do_update(
-            index_elements=[_table.c.key],
-            set_={
-                "failures": case((expired, 1), else_=_table.c.failures + 1),
-                "window_started_at": case((expired, moment), else_=_table.c.window_started_at),
-                "last_attempt_at": moment,
-            },
-        )
-        .returning(_table.c.failures, _table.c.window_started_at)
+    statement = _upsert(
+        session,
+        {"key": address, "failures": 1, "window_started_at": moment, "last_attempt_at": moment},
+    ).on_conflict_do_update(
+        index_elements=[_table.c.key],
+        set_={
+            "failures": case((expired, 1), else_=_table.c.failures + 1),
+            "window_started_at": case((expired, moment), else_=_table.c.window_started_at),
+            "last_attempt_at": moment,
+        },
     )
-    failures, started = (await session.exec(statement)).one()
-    if failures >= settings.SIGN_IN_ADDRESS_MAX_FAILURES:
-        await session.exec(
-            update(SignInThrottle)
-            .where(col(SignInThrottle.key) == address)
-            .values(blocked_until=_utc(started) + window)
-        )
+    await session.exec(statement)
     await session.commit()
 
 
-async def record_success(session: AsyncSession, *, account: str) -> None:
-    """A successful sign-in ends its account's run of failures. The caller commits."""
-    await session.exec(delete(SignInThrottle).where(col(SignInThrottle.key) == account))
+async def record_success(session: AsyncSession, *, account: str, address: str | None) -> None:
+    """A success ends the run of failures of its pair and of its account. The caller commits."""
+    keys = [pair_key(account, address), account]
+    await session.exec(delete(SignInThrottle).where(col(SignInThrottle.key).in_(keys)))
 
 
 _last_pruned = -math.inf

@@ -45,12 +45,16 @@ class Settings(BaseSettings):
     USERS_OPEN_REGISTRATION: bool = True
     # Larger request bodies get 413 before anything reads them.
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
-    # Sign-in throttling (auth/throttle.py). After this many consecutive failed sign-ins an
-    # account waits 1 s before the next attempt, twice as long after each further failure,
-    # up to the maximum; a success ends the wait.
+    # Sign-in throttling (auth/throttle.py). After this many consecutive failed sign-ins of
+    # an account from one client address, that pair waits 1 s before the next attempt, twice
+    # as long after each further failure, up to the maximum; a success ends the wait.
     SIGN_IN_ACCOUNT_FREE_FAILURES: int = Field(default=5, ge=1, le=10)
     SIGN_IN_ACCOUNT_MAX_WAIT_SECONDS: int = Field(default=15 * 60, ge=1, le=15 * 60)
-    # A client address with this many failed sign-ins within the window waits for its end.
+    # After this many consecutive failures of an account over all addresses, the addresses
+    # that failed it recently wait too (never one with no recent failure).
+    SIGN_IN_ACCOUNT_MAX_FAILURES: int = Field(default=100, ge=10, le=1_000_000)
+    # A client address with this many failed sign-ins within the window loses its free
+    # failures until the window ends (it is never refused outright).
     SIGN_IN_ADDRESS_MAX_FAILURES: int = Field(default=100, ge=1, le=1_000_000)
     SIGN_IN_ADDRESS_WINDOW_SECONDS: int = Field(default=15 * 60, ge=1, le=24 * 60 * 60)
     # Password hashes that may wait for a hashing thread (one per CPU); beyond this,

@@ -58,21 +58,27 @@ class HashingQueue:
     CPU; a burst of sign-ins would otherwise starve the event loop and swell memory. What
     waits is bounded too, in number and in the time it would wait (from what hashes cost
     lately): beyond either a request is refused at once (503) instead of waiting longer than
-    any client would. While a thread is free, a hash is always taken.
+    any client would. While a thread is free, a sign-in's hash is always taken.
+
+    Part of the queue is kept for sign-ins: other hashes (sign-ups, password changes) may
+    hold at most half the places and wait at most half as long, so that a flood of them
+    never makes a sign-in wait past its limit, let alone refuses it.
     """
 
     def __init__(self, workers: int, queue_size: int, max_wait_seconds: float = 5.0) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
+        self.others_capacity = max(1, self.capacity // 2)
         self.max_wait_seconds = max_wait_seconds
         self.pending = 0  # hashes running or waiting, and places held for one
+        self.others_pending = 0  # those of them not for a sign-in
         self._seconds_per_hash = 0.1
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="password-hash", initializer=_yield_cpu
         )
 
     @contextmanager
-    def place(self) -> Iterator[None]:
+    def place(self, *, sign_in: bool = False) -> Iterator[None]:
         """Hold a place in the queue, or raise BusyError (503) at once when it is full.
 
         Every hash takes a place for itself unless its request holds one already: a sign-in
@@ -82,9 +88,10 @@ class HashingQueue:
         if _holding_place.get():
             yield
             return
-        if self.is_full():
+        if self.is_full(sign_in=sign_in):
             raise self.busy_error()
         self.pending += 1
+        self.others_pending += not sign_in
         metrics.set_password_hash_queue_depth(self.pending)
         holding = _holding_place.set(True)
         try:
@@ -92,10 +99,17 @@ class HashingQueue:
         finally:
             _holding_place.reset(holding)
             self.pending -= 1
+            self.others_pending -= not sign_in
             metrics.set_password_hash_queue_depth(self.pending)
 
-    def is_full(self) -> bool:
+    def is_full(self, *, sign_in: bool = True) -> bool:
         """Whether a hash asked for now would be refused (see place())."""
+        if not sign_in:
+            return (
+                self.pending >= self.capacity
+                or self.others_pending >= self.others_capacity
+                or self._seconds_until_done() > self.max_wait_seconds / 2
+            )
         return self.pending >= self.workers and (
             self.pending >= self.capacity or self._seconds_until_done() > self.max_wait_seconds
         )

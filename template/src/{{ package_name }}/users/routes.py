@@ -1,8 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Request, status
 
-from ..auth import sessions
+from ..auth import sessions, throttle
 from ..auth.dependencies import CurrentCaller, CurrentUser, OptionalCaller, SuperUser
 from ..core.config import get_settings
 from ..core.db import SessionDep
@@ -65,13 +65,21 @@ async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateM
     responses={
         **SIGNED_IN,
         status.HTTP_400_BAD_REQUEST: {"description": "Current password is incorrect"},
+        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many failed password checks"},
     },
 )
 async def change_my_password(
-    session: SessionDep, caller: CurrentCaller, change: UpdatePassword
+    session: SessionDep, caller: CurrentCaller, change: UpdatePassword, request: Request
 ) -> None:
-    """Every other session of the user ends; this one goes on."""
-    await service.change_password(session, caller.user, change, keep_session_id=caller.session_id)
+    """Every other session of the user ends; this one goes on. Wrong current passwords are
+    throttled like failed sign-ins."""
+    await service.change_password(
+        session,
+        caller.user,
+        change,
+        keep_session_id=caller.session_id,
+        address=throttle.address_key(request.client.host if request.client else None),
+    )
 
 
 @router.delete(

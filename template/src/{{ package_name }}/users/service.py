@@ -47,14 +47,19 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
 
 
 async def get_user_by_login(session: AsyncSession, login: str) -> User | None:
-    """The user whose username or email, ignoring case, is `login`."""
-    by_email = col(User.email) == login.lower()
-    # Usernames are ASCII: a login that is not cannot be one (and str.lower() would fold
-    # characters that SQL's lower() leaves alone).
+    """The user whose username or email, ignoring case, is `login`.
+
+    Folded as the sign-in throttle folds it (throttle.fold_login), so that both agree on
+    which account a login names.
+    """
+    folded = throttle.fold_login(login)
+    if folded.startswith(throttle.UNMATCHABLE):
+        return None
+    by_email = col(User.email) == folded
+    # Usernames are ASCII: a login that is not cannot be one (and SQL's lower() would not
+    # fold what str.lower() does).
     statement = select(User).where(
-        or_(func.lower(col(User.username)) == login.lower(), by_email)
-        if login.isascii()
-        else by_email
+        or_(func.lower(col(User.username)) == folded, by_email) if folded.isascii() else by_email
     )
     return (await session.exec(statement)).first()
 
@@ -69,7 +74,7 @@ async def authenticate(
     capacity. No database connection is held while the password is checked.
     """
     # A place in the hashing queue first: when it is full, refuse before any query.
-    with security.hashing.place():
+    with security.hashing.place(sign_in=True):
         # A login no account can have is not looked up, but still costs one verification.
         plausible = 0 < len(login) <= MAX_LOGIN_LENGTH and "\x00" not in login
         user = await get_user_by_login(session, login) if plausible else None
@@ -85,7 +90,7 @@ async def authenticate(
     if user is None or not valid:
         await throttle.record_failure(session, address=address)
         return None
-    await throttle.record_success(session, account=account)
+    await throttle.record_success(session, account=account, address=address)
     if new_hash is not None:
         # The hashing parameters changed since this password was stored: upgrade it.
         user.hashed_password = new_hash
@@ -151,15 +156,29 @@ async def update_user(
 
 
 async def change_password(
-    session: AsyncSession, user: User, change: UpdatePassword, *, keep_session_id: int
+    session: AsyncSession,
+    user: User,
+    change: UpdatePassword,
+    *,
+    keep_session_id: int,
+    address: str | None = None,
 ) -> None:
-    """Change the user's own password; every other session of theirs ends."""
+    """Change the user's own password; every other session of theirs ends.
+
+    The current password is checked like a sign-in's, throttled alike: a stolen access
+    token is no way around the sign-in throttle (TooManyRequestsError, 429).
+    """
     # One place in the hashing queue for both hashes: a full queue refuses before either.
     with security.hashing.place():
-        await release_connection(session)
+        assert user.id is not None  # noqa: S101
+        account = throttle.account_key(user.id, user.username)
+        # Counts the attempt and commits, handing the connection back to the pool.
+        await throttle.admit(session, account=account, address=address)
         valid, _ = await verify_password(change.current_password, user.hashed_password)
         if not valid:
+            await throttle.record_failure(session, address=address)
             raise WrongPasswordError("Current password is incorrect")
+        await throttle.record_success(session, account=account, address=address)
         await update_user(
             session, user, UserUpdate(password=change.new_password), keep_session_id=keep_session_id
         )
