@@ -157,14 +157,22 @@ class Http:
 
 
 @contextlib.contextmanager
-def serving(project: Path, package: str, env: dict[str, str]) -> Iterator[Http]:
+def serving(
+    project: Path, package: str, env: dict[str, str], *, production: bool = False
+) -> Iterator[Http]:
+    """Serve the project with `uvicorn <package>.main:app`, or as production does
+    (`python -m <package>`, HOST and PORT from the environment)."""
     port = free_port()
     log = project / "uvicorn.log"
+    if production:
+        command = ["uv", "run", "--no-sync", "python", "-m", package]
+        env = env | {"HOST": "127.0.0.1", "PORT": str(port)}
+    else:
+        command = ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)]
     with log.open("w") as output:
         server = subprocess.Popen(
-            ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)],
-            cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            command, cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 30
             while True:

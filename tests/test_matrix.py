@@ -110,6 +110,28 @@ def test_database_answer_reaches_ci_and_compose(case: Case) -> None:
         assert url.startswith("postgresql+asyncpg://" if postgres else "sqlite+aiosqlite://")
 
 
+def test_every_deployment_serves_with_the_production_command(case: Case) -> None:
+    project, answers = case
+    if not answer(answers, "docker"):
+        return
+    dockerfile = (project / "Dockerfile").read_text()
+    commands = [line for line in dockerfile.splitlines() if line.startswith("CMD ")]
+    assert commands == ['CMD ["python", "-m", "acme_orders"]']
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    app = compose["services"]["app"]
+    assert "command" not in app  # the image's
+    # Wired, from .env, and empty (trust no proxy) by default.
+    assert app["environment"]["FORWARDED_ALLOW_IPS"] == "${FORWARDED_ALLOW_IPS:-}"
+    if answer(answers, "database") == "postgresql":
+        # No password written into compose.yaml: .env's, with a default for local use only.
+        password = "${POSTGRES_PASSWORD:-postgres}"
+        assert compose["services"]["db"]["environment"]["POSTGRES_PASSWORD"] == password
+        assert f"postgres:{password}@db:" in app["environment"]["DATABASE_URL"]
+        env = (project / ".env").read_text()
+        generated = re.search(r"^POSTGRES_PASSWORD=(\w{32})$", env, re.MULTILINE)
+        assert generated is not None
+
+
 def test_python_version_reaches_every_tool(case: Case) -> None:
     project, answers = case
     version = answer(answers, "python_version")

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from sqlalchemy import DateTime, case, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..core import metrics
@@ -173,8 +173,10 @@ def _count(session: AsyncSession, key: str, moment: datetime, *, unless_blocked:
     )
 
 
-async def _rows(session: AsyncSession, keys: list[str]) -> dict[str, SignInThrottle]:
-    statement = select(SignInThrottle).where(col(SignInThrottle.key).in_(keys))
+async def _rows(session: AsyncSession, keys: list[str]) -> dict[str, Any]:
+    # Plain rows, not objects the session would keep (and then compare, naive dates from
+    # SQLite against aware ones, at every bulk DELETE or UPDATE).
+    statement: Any = _table.select().where(_table.c.key.in_(keys))
     return {row.key: row for row in (await session.exec(statement)).all()}
 
 

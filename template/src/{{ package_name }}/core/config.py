@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     LOG_FORMAT: Literal["json", "console"] | None = None
     METRICS_ENABLED: bool = True
     WEB_CONCURRENCY: int = Field(default=1, ge=1, le=256)
+    # Serving in production (python -m <package>, core/serving.py): where to listen, and the
+    # proxies (comma-separated addresses or networks, or "*") trusted to tell the client's
+    # address in X-Forwarded-For; none by default.
+    HOST: str = "0.0.0.0"  # noqa: S104 (in a container, every interface is the point)
+    PORT: int = Field(default=8000, ge=1, le=65535)
+    FORWARDED_ALLOW_IPS: str = ""
 
     @model_validator(mode="after")
     def workers_share_one_secret_key(self) -> Self:
