@@ -11,12 +11,18 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from .core.config import Settings, get_settings
+from .core.config import EXAMPLE_SECRET_KEYS, Settings, get_settings
 from .core.db import SessionFactory, engine
 from .users import service
 from .users.models import User, UserCreate
 
 logger = logging.getLogger(__name__)
+
+# Passwords from examples (.env.example says changethis) and the first that anyone tries.
+EXAMPLE_PASSWORDS = EXAMPLE_SECRET_KEYS | {
+    "password", "password1", "admin", "administrator", "12345678", "123456789", "qwerty123"
+}  # fmt: skip
+MIN_PRODUCTION_PASSWORD_LENGTH = 12
 
 
 class NotASuperuserError(Exception):
@@ -28,6 +34,17 @@ async def create_first_superuser(session: AsyncSession, settings: Settings) -> t
     if not settings.FIRST_SUPERUSER_PASSWORD:
         msg = "FIRST_SUPERUSER_PASSWORD is not set (in the environment or .env)"
         raise ValueError(msg)
+    if settings.ENVIRONMENT == "production":
+        password = settings.FIRST_SUPERUSER_PASSWORD
+        if password.lower() in EXAMPLE_PASSWORDS:
+            msg = "FIRST_SUPERUSER_PASSWORD is an example value; production needs a strong one"
+            raise ValueError(msg)
+        if len(password) < MIN_PRODUCTION_PASSWORD_LENGTH:
+            msg = (
+                f"FIRST_SUPERUSER_PASSWORD is {len(password)} characters; production needs at "
+                f"least {MIN_PRODUCTION_PASSWORD_LENGTH}"
+            )
+            raise ValueError(msg)
     user_in = UserCreate(
         username=settings.FIRST_SUPERUSER_USERNAME,
         email=settings.FIRST_SUPERUSER_EMAIL,

@@ -11,6 +11,7 @@ from .core import security
 from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
+from .core.headers import add_security_headers
 from .core.limits import BodySizeLimit, JsonMemberLimit, ShedSignInsWhileHashingIsFull
 from .core.logging import AccessLog, add_request_ids, configure_logging
 from .core.metrics import add_metrics
@@ -67,6 +68,7 @@ def create_app() -> FastAPI:
         add_metrics(app, engine)
     app.add_middleware(AccessLog, unlogged_paths=frozenset({"/metrics"}))
     add_request_ids(app)
+    add_security_headers(app)
     add_exception_handlers(app)
     app.include_router(api_router)
     return app

@@ -83,6 +83,15 @@ class ConsoleFormatter(logging.Formatter):
         record.request_id = getattr(record, "correlation_id", None) or "-"
         return super().format(record)
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        # A message carries what clients sent (a path with %0a, an ANSI escape): escaped, it
+        # can neither forge a line nor drive the terminal. Tracebacks keep their lines.
+        record.message = record.message.translate(_CONTROL_ESCAPES)
+        return super().formatMessage(record)
+
+
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
 
 _handler: logging.Handler | None = None
 _CALLER_LOOKUP = logging._srcfile

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import pydantic
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, StringConstraints, field_validator
+from pydantic import AfterValidator, StrictBool, StringConstraints, field_validator
 from sqlalchemy import CheckConstraint, Index, func
 from sqlmodel import Field, SQLModel, col
 
@@ -97,9 +97,10 @@ class UserCreate(UserBase):
     full_name: FullName | None = None
 
     password: Password
-    # Only a superuser may send these (POST /users answers 403 to anyone else).
-    is_active: bool = Field(default=True, description="Superusers only")
-    is_superuser: bool = Field(default=False, description="Superusers only")
+    # Only a superuser may send these (POST /users answers 403 to anyone else). Strict:
+    # "yes", "true" or 1 is no boolean (422), so that no client's slip makes a superuser.
+    is_active: StrictBool = Field(default=True, description="Superusers only")
+    is_superuser: StrictBool = Field(default=False, description="Superusers only")
 
 
 class UserUpdateMe(SQLModel):
@@ -116,8 +117,8 @@ class UserUpdate(UserUpdateMe):
     """What a superuser may change on any account."""
 
     password: Password = Field(default=None)
-    is_active: bool = Field(default=None)
-    is_superuser: bool = Field(default=None)
+    is_active: StrictBool = Field(default=None)
+    is_superuser: StrictBool = Field(default=None)
 
 
 class UpdatePassword(SQLModel):
