@@ -14,7 +14,7 @@ from .core.errors import add_exception_handlers
 from .core.headers import add_security_headers
 from .core.limits import BodySizeLimit, JsonMemberLimit, ShedSignInsWhileHashingIsFull
 from .core.logging import AccessLog, add_request_ids, configure_logging
-from .core.metrics import add_metrics
+from .core.metrics import METRICS_PATH, add_metrics
 from .core.openapi import create_documented_app
 from .core.tracing import add_tracing, telemetry_config, tracer_provider
 
@@ -37,6 +37,7 @@ def create_app() -> FastAPI:
     configure_logging(settings)
     traces = tracer_provider()
     app = create_documented_app(
+        docs=settings.DOCS_ENABLED,
         title=settings.PROJECT_NAME,
         telemetry=telemetry_config(traces),
         lifespan=lifespan,
@@ -66,7 +67,7 @@ def create_app() -> FastAPI:
     add_tracing(app, engine, traces)
     if settings.METRICS_ENABLED:
         add_metrics(app, engine)
-    app.add_middleware(AccessLog, unlogged_paths=frozenset({"/metrics"}))
+    app.add_middleware(AccessLog, unlogged_paths=frozenset({METRICS_PATH}))
     add_request_ids(app)
     add_security_headers(app)
     add_exception_handlers(app)

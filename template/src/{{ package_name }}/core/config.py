@@ -14,6 +14,8 @@ EXAMPLE_SECRET_KEYS = frozenset(
 MIN_SECRET_KEY_LENGTH = 32
 
 DRIVER_PREFIXES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+# A path of plain segments, such as /internal/metrics (none starting with a dot).
+URL_PATH_PATTERN = r"^(/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)+$"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -68,6 +70,10 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_FORMAT: Literal["json", "console"] | None = None
     METRICS_ENABLED: bool = True
+    # Prometheus' text is served here (outside /api/v1; keep it off the public side of the
+    # proxy, or move it). DOCS_ENABLED=false serves no /openapi.json, /docs nor /redoc.
+    METRICS_PATH: str = Field(default="/metrics", pattern=URL_PATH_PATTERN)
+    DOCS_ENABLED: bool = True
     WEB_CONCURRENCY: int = Field(default=1, ge=1, le=256)
     # Serving in production (python -m <package>, core/serving.py): where to listen, and the
     # proxies (comma-separated addresses or networks, or "*") trusted to tell the client's

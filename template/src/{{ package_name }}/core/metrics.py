@@ -76,9 +76,10 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
+from .config import get_settings  # noqa: E402
 from .logging import route_template  # noqa: E402
 
-METRICS_PATH = "/metrics"
+METRICS_PATH = get_settings().METRICS_PATH
 _LABELS = ("method", "route", "status")
 # Seconds; finer where this service's answers usually fall.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

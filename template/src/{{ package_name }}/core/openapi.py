@@ -19,6 +19,8 @@ from fastapi_offline import FastAPIOffline
 from sqlmodel import SQLModel
 
 ERROR_SCHEMA = "ErrorMessage"
+# In a route's openapi_extra: a token is optional there (anonymous, or signed in for more).
+TOKEN_OPTIONAL = "x-token-optional"  # noqa: S105 (no password)
 
 GUIDE = """
 Sign in with `POST /api/v1/auth/token` (here: the **Authorize** button), then send the access
@@ -46,8 +48,10 @@ def _summary() -> str:
     return ""
 
 
-def create_documented_app(**options: Any) -> FastAPI:
-    """FastAPI(**options), with the document and pages described above."""
+def create_documented_app(*, docs: bool = True, **options: Any) -> FastAPI:
+    """FastAPI(**options), with the document and pages described above, or none of them."""
+    if not docs:
+        return FastAPI(openapi_url=None, docs_url=None, redoc_url=None, **options)
     app = FastAPIOffline(
         description=f"{_summary()}\n{GUIDE}".strip(),
         generate_unique_id_function=operation_id,
@@ -77,3 +81,6 @@ def _describe_errors_and_security(document: dict[str, Any]) -> None:
                     response["content"] = error_body
             # No token needed: say so, rather than leave tools to guess.
             operation.setdefault("security", [])
+            if operation.pop(TOKEN_OPTIONAL, False):
+                # {} is "no token": either will do.
+                operation["security"] = [{}, *operation["security"]]

@@ -22,6 +22,19 @@ from .errors import BusyError
 from .models import MAX_ID, utcnow
 
 ALGORITHM = "HS256"
+# Replicas' clocks differ by a little: a token issued (`iat`) by one a few seconds ahead is
+# not refused by another. (Expiry gets no such grace.)
+CLOCK_SKEW_SECONDS = 5.0
+
+
+def _issued_in_the_past(payload: dict[str, Any]) -> bool:
+    issued = payload.get("iat")
+    if issued is None:
+        return True
+    if not isinstance(issued, int | float) or isinstance(issued, bool):
+        return False
+    return issued <= time.time() + CLOCK_SKEW_SECONDS
+
 
 # argon2 costs about 100 ms of CPU by design: always run it in a worker thread, never on
 # the event loop. `deprecated="auto"` lets verify_and_update upgrade old hashes at login.
@@ -232,9 +245,11 @@ def read_access_token(token: str) -> tuple[int, int] | None:
             token,
             key,
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub", "sid"]},
+            options={"require": ["exp", "sub", "sid"], "verify_iat": False},
         )
     except jwt.PyJWTError:
+        return None
+    if not _issued_in_the_past(payload):
         return None
     subject, session = _id_claim(payload["sub"]), _id_claim(payload["sid"])
     if subject is None or session is None:
@@ -271,9 +286,11 @@ def read_refresh_token(token: str) -> tuple[int, int, str] | None:
             get_settings().SECRET_KEY,
             algorithms=[ALGORITHM],
             audience=REFRESH_AUDIENCE,
-            options={"require": ["exp", "sub", "sid", "jti", "aud"]},
+            options={"require": ["exp", "sub", "sid", "jti", "aud"], "verify_iat": False},
         )
     except jwt.PyJWTError:
+        return None
+    if not _issued_in_the_past(payload):
         return None
     user_id, session_id, jti = _id_claim(payload["sub"]), _id_claim(payload["sid"]), payload["jti"]
     if user_id is None or session_id is None or not isinstance(jti, str):

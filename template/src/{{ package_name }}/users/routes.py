@@ -8,6 +8,7 @@ from ..core.config import get_settings
 from ..core.db import SessionDep
 from ..core.errors import ForbiddenError
 from ..core.models import MAX_ID
+from ..core.openapi import TOKEN_OPTIONAL
 from ..core.params import SIGNED_IN, Limit, Offset, Responses
 from . import service
 from .models import UpdatePassword, UserCreate, UserPublic, UsersPublic, UserUpdate, UserUpdateMe
@@ -33,7 +34,11 @@ SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, responses={**TAKEN, **FORBIDDEN, **UNAUTHORIZED}
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={**TAKEN, **FORBIDDEN, **UNAUTHORIZED},
+    # Anyone may sign up while registration is open, and a superuser's token counts.
+    openapi_extra={TOKEN_OPTIONAL: True},
 )
 async def register_user(
     session: SessionDep, caller: OptionalCaller, user_in: UserCreate
