@@ -49,8 +49,14 @@ def main(client_dir: str, base_url: str) -> None:
         except ImportError:
             sys.exit(f"no module {name}; the client has: {generated}")
     import client
+    import client.models
     from client.api.users import users_read_me, users_read_user
     from client.models import ErrorMessage, UserPublic
+
+    # The token form is one schema, so one model (not TokenRequestType0, TokenRequestType1).
+    split = sorted(name for name in dir(client.models) if name.startswith("TokenRequestType"))
+    if split or not hasattr(client.models, "TokenRequest"):
+        sys.exit(f"the token form should be one model, TokenRequest; the client has {split}")
 
     anonymous = client.Client(base_url=base_url)
     refused = users_read_me.sync(client=anonymous)
