@@ -13,6 +13,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,20 @@ def test_headers_within_the_limit_are_served(server: Http) -> None:
     answer, closed = answer_and_close(sock)
     assert closed
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+
+
+def test_a_body_after_headers_that_end_across_two_reads_is_no_header(server: Http) -> None:
+    # The blank line that ends the headers straddles two reads; the body behind it (over the
+    # header limit) must not be counted as headers.
+    body = b"a" * (40 * 1024)
+    sock = connect(server)
+    head = b"POST /api/v1/health/live HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+    send(sock, head + f"Content-Length: {len(body)}\r\n\r".encode())
+    time.sleep(0.2)  # so that the server reads the rest apart (no timing is asserted)
+    send(sock, b"\n" + body)
+    answer, closed = answer_and_close(sock)
+    assert closed
+    assert answer.startswith(b"HTTP/1.1 405 "), answer[:100]
 
 
 @pytest.mark.parametrize("sent", [b"", REQUEST], ids=["nothing", "unfinished-headers"])

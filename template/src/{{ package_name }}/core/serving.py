@@ -47,8 +47,10 @@ class BoundedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing connections that do not finish their headers in time."""
 
     _header_timer: asyncio.TimerHandle | None = None
-    # Bytes of the request line and headers received so far, while they are incomplete.
+    # Bytes of the request line and headers received so far, while they are incomplete, and
+    # the last few of them.
     _header_bytes = 0
+    _header_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -56,12 +58,17 @@ class BoundedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE:
-            end = data.find(b"\r\n\r\n")
-            size = self._header_bytes + (len(data) if end < 0 else end + 4)
+            # The blank line that ends the headers may straddle two reads.
+            seen = self._header_tail + data
+            end = seen.find(b"\r\n\r\n")
+            if end < 0:
+                size = self._header_bytes + len(data)
+            else:
+                size = self._header_bytes + end + 4 - len(self._header_tail)
             if size > MAX_HEADER_BYTES:
                 self._refuse_headers()
                 return
-            self._header_bytes = 0 if end >= 0 else size
+            self._header_bytes, self._header_tail = (size, seen[-3:]) if end < 0 else (0, b"")
             # The first bytes of a next request on a kept-alive connection start its clock.
             if self._header_timer is None:
                 self._arm_header_timer()
@@ -69,7 +76,7 @@ class BoundedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         self._cancel_header_timer()
-        self._header_bytes = 0
+        self._header_bytes, self._header_tail = 0, b""
         super().on_response_complete()
 
     def _refuse_headers(self) -> None:
