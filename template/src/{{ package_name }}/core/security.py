@@ -4,6 +4,7 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -60,8 +61,9 @@ def _yield_cpu() -> None:
             os.setpriority(os.PRIO_PROCESS, 0, min(19, current + HASHING_NICENESS))
 
 
-# Whether the running request holds a place in the hashing queue already (see place()).
-_holding_place: ContextVar[bool] = ContextVar("holding_place", default=False)
+# What the running request holds a place in the hashing queue for, if it holds one (see
+# place()): "sign_in" or "other".
+_holding_place: ContextVar[str | None] = ContextVar("holding_place", default=None)
 
 
 class HashingQueue:
@@ -73,19 +75,22 @@ class HashingQueue:
     lately): beyond either a request is refused at once (503) instead of waiting longer than
     any client would. While a thread is free, a sign-in's hash is always taken.
 
-    Part of the queue is kept for sign-ins: other hashes (sign-ups, password changes) may
-    hold at most half the places and wait at most half as long, so that a flood of them
-    never makes a sign-in wait past its limit, let alone refuses it.
+    Sign-ins come first: a free thread takes a waiting sign-in's hash before any other, and a
+    quarter of the places (at least one per thread) are kept for sign-ins. A flood of
+    sign-ups or password changes therefore never makes a sign-in wait behind it, nor refuses
+    one.
     """
 
     def __init__(self, workers: int, queue_size: int, max_wait_seconds: float = 5.0) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
-        self.others_capacity = max(1, self.capacity // 2)
+        self.others_capacity = max(1, self.capacity - max(workers, queue_size // 4))
         self.max_wait_seconds = max_wait_seconds
         self.pending = 0  # hashes running or waiting, and places held for one
         self.others_pending = 0  # those of them not for a sign-in
         self._seconds_per_hash = 0.1
+        self._free_threads = workers
+        self._waiting: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="password-hash", initializer=_yield_cpu
         )
@@ -98,7 +103,7 @@ class HashingQueue:
         takes its place before its first query, so that a full queue refuses it before it
         has cost the database anything.
         """
-        if _holding_place.get():
+        if _holding_place.get() is not None:
             yield
             return
         if self.is_full(sign_in=sign_in):
@@ -106,7 +111,7 @@ class HashingQueue:
         self.pending += 1
         self.others_pending += not sign_in
         metrics.set_password_hash_queue_depth(self.pending)
-        holding = _holding_place.set(True)
+        holding = _holding_place.set("sign_in" if sign_in else "other")
         try:
             yield
         finally:
@@ -121,10 +126,13 @@ class HashingQueue:
             return (
                 self.pending >= self.capacity
                 or self.others_pending >= self.others_capacity
-                or self._seconds_until_done() > self.max_wait_seconds / 2
+                or self._seconds_until_done(self.pending) > self.max_wait_seconds
             )
+        # Behind the sign-ins already waiting and, at worst, a thread's worth of other hashes
+        # running: the others waiting go after it.
+        ahead = self.pending - self.others_pending + min(self.others_pending, self.workers)
         return self.pending >= self.workers and (
-            self.pending >= self.capacity or self._seconds_until_done() > self.max_wait_seconds
+            self.pending >= self.capacity or self._seconds_until_done(ahead) > self.max_wait_seconds
         )
 
     def busy_error(self) -> BusyError:
@@ -135,8 +143,39 @@ class HashingQueue:
 
     async def run(self, call: Callable[[], Any]) -> Any:
         with self.place():
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._timed, call)
+            sign_in = _holding_place.get() == "sign_in"
+            await self._take_thread(sign_in)
+            try:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._executor, self._timed, call)
+            finally:
+                self._give_thread()
+
+    async def _take_thread(self, sign_in: bool) -> None:
+        ahead = self._waiting[True] if sign_in else (*self._waiting[True], *self._waiting[False])
+        if self._free_threads and not ahead:
+            self._free_threads -= 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting[sign_in].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._give_thread()  # handed over just as the request went away
+            else:
+                self._waiting[sign_in].remove(turn)
+            raise
+
+    def _give_thread(self) -> None:
+        # To the next waiting sign-in, else the next other hash, else back to the pool.
+        for line in (self._waiting[True], self._waiting[False]):
+            while line:
+                turn = line.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._free_threads += 1
 
     def _timed(self, call: Callable[[], Any]) -> Any:
         started = time.perf_counter()
@@ -147,9 +186,9 @@ class HashingQueue:
             seconds = time.perf_counter() - started
             self._seconds_per_hash += (seconds - self._seconds_per_hash) / 16
 
-    def _seconds_until_done(self) -> float:
-        # For one more hash, with each thread taking the next in line.
-        return math.ceil((self.pending + 1) / self.workers) * self._seconds_per_hash
+    def _seconds_until_done(self, ahead: int) -> float:
+        # For one more hash behind `ahead` others, with each thread taking the next in line.
+        return math.ceil((ahead + 1) / self.workers) * self._seconds_per_hash
 
     def _seconds_to_drain(self) -> int:
         return max(1, math.ceil(self.pending * self._seconds_per_hash / self.workers))
