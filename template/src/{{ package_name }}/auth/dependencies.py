@@ -6,7 +6,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Row, Table, bindparam, exists, inspect, select
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 
-from ..core.db import read_connection
+from ..core.db import SessionDep
 from ..core.security import read_access_token
 from ..users.models import User
 from .sessions import UserSession
@@ -66,16 +66,16 @@ def _user_from_row(row: Row[Any]) -> User:
 _user_attributes: tuple[str, ...] = ()
 
 
-async def _caller_of(token: str) -> Caller:
+async def _caller_of(session: SessionDep, token: str) -> Caller:
     claims = read_access_token(token)
     if claims is None:
         raise _unauthorized("Could not validate credentials")
     user_id, session_id = claims
-    async with read_connection() as connection:
-        result = await connection.execute(
-            _USER_OF_LIVE_SESSION, {"user_id": user_id, "session_id": session_id}
-        )
-        row = result.first()
+    connection = await session.connection()
+    result = await connection.execute(
+        _USER_OF_LIVE_SESSION, {"user_id": user_id, "session_id": session_id}
+    )
+    row = result.first()
     if row is None:
         raise _unauthorized("Could not validate credentials")
     user = _user_from_row(row)
@@ -84,29 +84,34 @@ async def _caller_of(token: str) -> Caller:
     return Caller(user=user, session_id=session_id)
 
 
-# Each of these reads the caller itself, straight from the token (no database session is
-# opened for it): a route takes one of them, never two.
+# Each of these reads the caller itself, on the request's database session: a route takes
+# one of them, never two.
 
 
-async def get_current_caller(token: Annotated[str, Depends(oauth2_scheme)]) -> Caller:
-    return await _caller_of(token)
+async def get_current_caller(
+    session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
+) -> Caller:
+    return await _caller_of(session, token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)]) -> User:
-    return (await _caller_of(token)).user
+async def get_current_user(
+    session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
+) -> User:
+    return (await _caller_of(session, token)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def get_optional_caller(
+    session: SessionDep,
     token: Annotated[str | None, Depends(optional_oauth2_scheme)],
 ) -> Caller | None:
     """The caller where a token came with the request (it must be valid), else None."""
-    return None if token is None else await _caller_of(token)
+    return None if token is None else await _caller_of(session, token)
 
 
 OptionalCaller = Annotated[Caller | None, Depends(get_optional_caller)]

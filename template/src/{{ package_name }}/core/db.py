@@ -2,19 +2,13 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import uuid4
 
 from fastapi import Depends, Request
 from sqlalchemy import event, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -168,37 +162,11 @@ def open_session(*, read_only: bool = False) -> AsyncSession:
     # Only a pooled PostgreSQL engine: a session the tests bind to one connection (inside
     # their outer transaction) keeps that transaction.
     if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
-        options["bind"] = _autocommit_engine(bind)
+        if (autocommit := _autocommit_engines.get(bind)) is None:
+            autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+            _autocommit_engines[bind] = autocommit
+        options["bind"] = autocommit
     return SessionFactory(**options)
-
-
-def _autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
-    if (autocommit := _autocommit_engines.get(engine)) is None:
-        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        _autocommit_engines[engine] = autocommit
-    return autocommit
-
-
-@asynccontextmanager
-async def read_connection() -> AsyncIterator[AsyncConnection]:
-    """A connection for one read outside any session, as a GET session would read.
-
-    For the hot reads that need no ORM (the current user, auth/dependencies.py): no session
-    to build and close, and the connection goes back to the pool as soon as the read is
-    done. Where SessionFactory is bound to one connection (the tests' outer transaction),
-    that connection.
-    """
-    bind = SessionFactory.kw.get("bind")
-    if isinstance(bind, AsyncConnection):
-        yield bind
-        return
-    if not isinstance(bind, AsyncEngine):
-        msg = "SessionFactory is bound to neither an engine nor a connection"
-        raise TypeError(msg)
-    if bind.dialect.name == "postgresql":
-        bind = _autocommit_engine(bind)
-    async with bind.connect() as connection:
-        yield connection
 
 
 def _refuse(what: str) -> ReadOnlySessionError:
