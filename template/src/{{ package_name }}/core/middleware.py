@@ -62,7 +62,7 @@ class OuterLayer:
         request_id = None
         has_origin = False
         for name, value in scope["headers"]:
-            if name == _REQUEST_ID:
+            if name == _REQUEST_ID and request_id is None:  # the first, if sent twice
                 request_id = value.decode("latin-1")
             elif name == _ORIGIN:
                 has_origin = True
