@@ -78,14 +78,13 @@ class RequestLimits:
                 declared = value
             elif name == _TRANSFER_ENCODING:
                 chunked = True
-        if declared is not None:
-            if not declared.isdigit() or int(declared) > self.max_body_bytes:
-                await self._refuse_too_large(send)
-                return
-            if method in _UNREAD_METHODS or int(declared) <= self.check_over_bytes:
-                await self.app(scope, receive, send)
-                return
-        elif not chunked:
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._refuse_too_large(send)
+            return
+        # A body sent in chunks is counted whatever length it also claims.
+        if not chunked and (
+            declared is None or method in _UNREAD_METHODS or int(declared) <= self.check_over_bytes
+        ):
             await self.app(scope, receive, send)
             return
         await self._limited(scope, receive, send, check_members=method not in _UNREAD_METHODS)
