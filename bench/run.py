@@ -1,8 +1,9 @@
 """What `nox -s bench` measures on a served project, in order, and the table it prints.
 
-measure_served() seeds the migrated database, then serves the project (and the ceiling) and
+seed() fills the migrated database; measure_served() serves the project (and the ceiling) and
 loads it with wrk; print_table() prints every figure beside its target. The noxfile's bench
-session renders the project, times its tests (timing_rows()) and calls them.
+session renders the project, times its tests (timing_rows()) and calls them, after the speed
+goal's table (goal.py).
 """
 
 from __future__ import annotations
@@ -38,17 +39,19 @@ def load_row(name: str, figures: Figures) -> Row:
                   f"p99 {figures['p99']:.1f} ms, {figures['errors']:.0f} errors", "")  # fmt: skip
 
 
-def measure_served(
-    session: nox.Session, project: Path, database_url: str, env: Mapping[str, str | None],
-    seconds: int,
-) -> list[Row]:  # fmt: skip
-    """Seed the migrated database at database_url, serve the project with env, load it."""
+def seed(session: nox.Session, database_url: str, env: Mapping[str, str | None]) -> None:
+    """1000 users (bench0…) and 200 items of bench0's in the migrated database."""
     owner = session.run(
         "uv", "run", "--no-sync", "python", str(BENCH / "seed.py"), database_url, "1000", "200",
         PASSWORD, env=dict(env), external=True, silent=True,
     )  # fmt: skip
     session.log(f"seeded 1000 users and 200 items for user {str(owner).strip()}")
 
+
+def measure_served(
+    session: nox.Session, project: Path, env: Mapping[str, str | None], seconds: int
+) -> list[Row]:
+    """Serve the seeded project with env (its DATABASE_URL) and load it."""
     with bench_server(session, project, APP, env) as (base, server):
         token = sign_in(base, "bench0", PASSWORD)
         auth = ("-H", f"Authorization: Bearer {token}")

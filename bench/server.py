@@ -27,10 +27,11 @@ def free_port() -> int:
 @contextlib.contextmanager
 def bench_server(
     session: nox.Session, project: Path, app: str, env: Mapping[str, str | None], *extra: str,
-    loop: str = "asyncio", cpus: str | None = "0",
+    loop: str = "asyncio", http: str = "httptools", cpus: str | None = "0",
     uvicorn_logging: tuple[str, ...] = ("--no-access-log", "--log-level", "warning"),
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:  # fmt: skip
-    """uvicorn with httptools, pinned to the first CPU, quiet; yields (base URL, process).
+    """uvicorn (httptools unless `http` says h11), pinned to the first CPU, quiet; yields
+    (base URL, process).
 
     env is laid over this process's environment (None unsets a variable). The event loop is
     asyncio's own, as the generated project serves: under saturation uvloop lets some
@@ -44,7 +45,7 @@ def bench_server(
     with log_path.open("wb") as log:
         server = subprocess.Popen(
             [*pinned(cpus), "uv", "run", "--no-sync", "uvicorn", app, "--port", str(port),
-             "--loop", loop, "--http", "httptools", *uvicorn_logging, *extra],
+             "--loop", loop, "--http", http, *uvicorn_logging, *extra],
             cwd=project, env=full_env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

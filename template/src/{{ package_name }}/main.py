@@ -4,17 +4,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from .api import api_router
 from .core import security
 from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
-from .core.headers import add_security_headers
-from .core.limits import BodySizeLimit, JsonMemberLimit, ShedSignInsWhileHashingIsFull
-from .core.logging import AccessLog, add_request_ids, configure_logging
-from .core.metrics import METRICS_PATH, add_metrics
+from .core.limits import RequestLimits
+from .core.logging import configure_logging
+from .core.metrics import add_metrics
+from .core.middleware import OuterLayer
 from .core.openapi import create_documented_app
 from .core.tracing import add_tracing, telemetry_config, tracer_provider
 
@@ -46,30 +46,28 @@ def create_app() -> FastAPI:
         redirect_slashes=False,
         responses={413: {"description": "Request body too large"}},
     )
-    if settings.CORS_ORIGINS:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.CORS_ORIGINS,
-            # Never credentials for any site ("*" is refused in production).
-            allow_credentials="*" not in settings.CORS_ORIGINS,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
-    # Before validation could make an error of each of a hundred thousand keys.
-    app.add_middleware(JsonMemberLimit)
-    # Outermost, so that no other layer reads an oversized body.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
-    # Outside it, as it reads no body: sign-ins refused unread while hashing is full.
-    app.add_middleware(ShedSignInsWhileHashingIsFull, path=f"{api_router.prefix}/auth/token")
-    # Operating it: traces, metrics, the access line (none of them reads a body), and around
-    # everything the request id, so that every response, a 413 or a 500 too, carries one and
-    # every log line names it.
+    # Refusals before the application reads a request: oversized bodies, JSON objects of
+    # too many members, sign-ins while hashing is full.
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
+        sign_in_path=f"{api_router.prefix}/auth/token",
+    )
+    # Traces (when on) tag their spans with the request id, inside the span.
     add_tracing(app, engine, traces)
     if settings.METRICS_ENABLED:
         add_metrics(app, engine)
-    app.add_middleware(AccessLog, unlogged_paths=frozenset({METRICS_PATH}))
-    add_request_ids(app)
-    add_security_headers(app)
+    # Around everything, Starlette's error middleware too (which add_middleware cannot
+    # reach): the request id, fixed and CORS headers, metrics and the access line, so that
+    # every response, a 413 or a 500 too, carries an id and every log line names it.
+    build_stack = app.build_middleware_stack
+
+    def build_stack_inside_outer_layer() -> ASGIApp:
+        return OuterLayer(
+            build_stack(), metrics=settings.METRICS_ENABLED, cors_origins=settings.CORS_ORIGINS
+        )
+
+    app.build_middleware_stack = build_stack_inside_outer_layer  # type: ignore[method-assign]
     add_exception_handlers(app)
     app.include_router(api_router)
     return app

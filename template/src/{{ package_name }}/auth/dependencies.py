@@ -1,27 +1,29 @@
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import bindparam
-from sqlmodel import col, select
+from sqlalchemy import Row, Table, bindparam, exists, inspect, select
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 
 from ..core.db import SessionDep
 from ..core.security import read_access_token
 from ..users.models import User
 from .sessions import UserSession
 
-# Built once: session.get would build and cache-key a new SELECT on every request. The
-# user comes back only while the token's session lives: one statement checks both.
-_USER_OF_LIVE_SESSION = select(User).where(
-    col(User.id) == bindparam("user_id"),
-    select(UserSession.id)
-    .where(
-        col(UserSession.id) == bindparam("session_id"),
-        col(UserSession.user_id) == User.id,
-        col(UserSession.ended_at).is_(None),
-    )
-    .exists(),
+# The user of a live session, read on every signed-in request: a Core statement built once
+# (SQLAlchemy compiles it once and caches that), of every column of the users table, so it
+# follows the model. The user comes back only while the token's session lives: one
+# statement checks both.
+_USERS: Table = User.__table__  # type: ignore[attr-defined]
+_SESSIONS: Table = UserSession.__table__  # type: ignore[attr-defined]
+_USER_OF_LIVE_SESSION = select(*_USERS.columns).where(
+    _USERS.c.id == bindparam("user_id"),
+    exists().where(
+        _SESSIONS.c.id == bindparam("session_id"),
+        _SESSIONS.c.user_id == _USERS.c.id,
+        _SESSIONS.c.ended_at.is_(None),
+    ),
 )
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
@@ -44,18 +46,46 @@ class Caller:
     session_id: int
 
 
+def _user_from_row(row: Row[Any]) -> User:
+    """A User as the ORM would load it, detached: a route's session takes it in with add().
+
+    Built as the ORM builds loaded objects (no validation, no change history), without its
+    per-row machinery; any column the users table has becomes its attribute.
+    """
+    global _user_attributes
+    mapper = inspect(User)
+    if not _user_attributes:
+        configure_mappers()
+        _user_attributes = tuple(mapper.get_property_by_column(c).key for c in _USERS.columns)
+    user: User = mapper.class_manager.new_instance()
+    user.__dict__.update(zip(_user_attributes, row, strict=True))
+    make_transient_to_detached(user)
+    return user
+
+
+_user_attributes: tuple[str, ...] = ()
+
+
 async def _caller_of(session: SessionDep, token: str) -> Caller:
     claims = read_access_token(token)
     if claims is None:
         raise _unauthorized("Could not validate credentials")
     user_id, session_id = claims
-    params = {"user_id": user_id, "session_id": session_id}
-    user = (await session.exec(_USER_OF_LIVE_SESSION, params=params)).first()
-    if user is None:
+    connection = await session.connection()
+    result = await connection.execute(
+        _USER_OF_LIVE_SESSION, {"user_id": user_id, "session_id": session_id}
+    )
+    row = result.first()
+    if row is None:
         raise _unauthorized("Could not validate credentials")
+    user = _user_from_row(row)
     if not user.is_active:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user")
     return Caller(user=user, session_id=session_id)
+
+
+# Each of these reads the caller itself, on the request's database session: a route takes
+# one of them, never two.
 
 
 async def get_current_caller(
@@ -67,15 +97,18 @@ async def get_current_caller(
 CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def get_current_user(caller: CurrentCaller) -> User:
-    return caller.user
+async def get_current_user(
+    session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
+) -> User:
+    return (await _caller_of(session, token)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def get_optional_caller(
-    session: SessionDep, token: Annotated[str | None, Depends(optional_oauth2_scheme)]
+    session: SessionDep,
+    token: Annotated[str | None, Depends(optional_oauth2_scheme)],
 ) -> Caller | None:
     """The caller where a token came with the request (it must be valid), else None."""
     return None if token is None else await _caller_of(session, token)

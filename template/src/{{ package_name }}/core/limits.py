@@ -19,20 +19,79 @@ class _BodyTooLargeError(Exception):
     pass
 
 
-class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+class _TooManyMembersError(Exception):
+    pass
+
+
+_CONTENT_LENGTH = b"content-length"
+_TRANSFER_ENCODING = b"transfer-encoding"
+_UNREAD_METHODS = frozenset({"GET", "HEAD"})
+
+
+class RequestLimits:
+    """The three refusals in one layer; a request without a body passes straight through.
+
+    A body is limited by its declared Content-Length (refused unread when over
+    `max_body_bytes`) or, sent in chunks, by counting it as it arrives. A request with
+    neither header has no body (HTTP/1.1 frames it so), and nothing is wrapped.
+
+    JSON objects of more than `max_members` members are refused (422): validation makes one
+    error per unknown key, so a megabyte of them would cost a second of CPU on the event
+    loop before its 422 (which lists only the first few anyway). Bodies small enough
+    (`check_over_bytes`) to be cheap whatever they hold pass through unread.
+
+    A POST to `sign_in_path` (the token route) gets 503 unread while the hashing queue is
+    full. The route would refuse it too, but only after routing it and parsing its form:
+    about 2 ms of the event loop each, and under a flood of sign-ins every other request
+    waits behind them. The queue is read at each request (`security.hashing`), never kept.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        sign_in_path: str,
+        max_members: int = 1000,
+        check_over_bytes: int = 16384,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.sign_in_path = sign_in_path
+        self.max_members = max_members
+        self.check_over_bytes = check_over_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+        method = scope["method"]
+        if method == "POST" and scope["path"] == self.sign_in_path and security.hashing.is_full():
+            error = security.hashing.busy_error()
+            headers = {"Retry-After": str(error.retry_after)}
+            await JSONResponse({"detail": error.detail}, 503, headers)(scope, receive, send)
             return
+        declared: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == _CONTENT_LENGTH:
+                declared = value
+            elif name == _TRANSFER_ENCODING:
+                chunked = True
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._refuse_too_large(send)
+            return
+        # A body sent in chunks is counted whatever length it also claims.
+        if not chunked and (
+            declared is None or method in _UNREAD_METHODS or int(declared) <= self.check_over_bytes
+        ):
+            await self.app(scope, receive, send)
+            return
+        await self._limited(scope, receive, send, check_members=method not in _UNREAD_METHODS)
 
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, *, check_members: bool
+    ) -> None:
         received = 0
         too_large = False
         started = False
@@ -42,7 +101,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > self.max_body_bytes:
                     too_large = True
                     raise _BodyTooLargeError
             return message
@@ -53,21 +112,59 @@ class BodySizeLimit:
             if too_large:
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    await self._refuse(send)
+                    await self._refuse_too_large(send)
                 return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, guarded_send)
+            app_receive = counting_receive
+            if check_members:
+                messages = await self._read_body(counting_receive)
+                if self._too_many_members(messages):
+                    await self._refuse_too_many_members(send)
+                    return
+
+                async def replay() -> Message:
+                    return messages.pop(0) if messages else await counting_receive()
+
+                app_receive = replay
+            await self.app(scope, app_receive, guarded_send)
         except _BodyTooLargeError:
             if not started:
-                await self._refuse(send)
+                await self._refuse_too_large(send)
 
-    async def _refuse(self, send: Send) -> None:
+    @staticmethod
+    async def _read_body(receive: Receive) -> list[Message]:
+        messages: list[Message] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return messages
+
+    def _too_many_members(self, messages: list[Message]) -> bool:
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        if len(body) <= self.check_over_bytes:
+            return False  # cheap whatever it holds
+
+        def check(pairs: list[tuple[str, object]]) -> dict[str, object]:
+            if len(pairs) > self.max_members:
+                raise _TooManyMembersError
+            return dict(pairs)
+
+        try:
+            json.loads(body, object_pairs_hook=check)
+        except _TooManyMembersError:
+            return True
+        except (ValueError, RecursionError):
+            return False  # not JSON, or not parseable: the application says so as usual
+        return False
+
+    async def _refuse_too_large(self, send: Send) -> None:
         body = json.dumps(
-            {"detail": f"The request body is larger than {self.max_bytes} bytes"}
+            {"detail": f"The request body is larger than {self.max_body_bytes} bytes"}
         ).encode()
         await send(
             {
@@ -82,73 +179,7 @@ class BodySizeLimit:
         )
         await send({"type": "http.response.body", "body": body})
 
-
-class _TooManyMembersError(Exception):
-    pass
-
-
-class JsonMemberLimit:
-    """Refuse (422) a JSON body holding an object of more than max_members members.
-
-    Validation makes one error per unknown key, so a megabyte of them would cost a second of
-    CPU on the event loop before its 422 (which lists only the first few anyway). Bodies
-    small enough to be cheap whatever they hold pass through unread.
-    """
-
-    def __init__(
-        self, app: ASGIApp, max_members: int = 1000, check_over_bytes: int = 16384
-    ) -> None:
-        self.app = app
-        self.max_members = max_members
-        self.check_over_bytes = check_over_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._small_or_none(scope):
-            await self.app(scope, receive, send)
-            return
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        if size > self.check_over_bytes and self._too_many_members(messages):
-            await self._refuse(send)
-            return
-
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
-
-    def _small_or_none(self, scope: Scope) -> bool:
-        if scope["method"] in ("GET", "HEAD"):
-            return True
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                return bool(value.isdigit() and int(value) <= self.check_over_bytes)
-        return False  # sent in chunks, of a size yet unknown
-
-    def _too_many_members(self, messages: list[Message]) -> bool:
-        def check(pairs: list[tuple[str, object]]) -> dict[str, object]:
-            if len(pairs) > self.max_members:
-                raise _TooManyMembersError
-            return dict(pairs)
-
-        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        try:
-            json.loads(body, object_pairs_hook=check)
-        except _TooManyMembersError:
-            return True
-        except (ValueError, RecursionError):
-            return False  # not JSON, or not parseable: the application says so as usual
-        return False
-
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse_too_many_members(self, send: Send) -> None:
         problem = {
             "type": "too_many_members",
             "loc": ["body"],
@@ -166,30 +197,3 @@ class JsonMemberLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class ShedSignInsWhileHashingIsFull:
-    """POST to `path` (the token route) gets 503 unread while the hashing queue is full.
-
-    The route would refuse it too, but only after routing it and parsing its form: about 2 ms
-    of the event loop each, and under a flood of sign-ins every other request waits behind
-    them. Refused here, one costs a fraction of that. The queue is read at each request
-    (`security.hashing`), never kept.
-    """
-
-    def __init__(self, app: ASGIApp, path: str) -> None:
-        self.app = app
-        self.path = path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == self.path
-            and scope["method"] == "POST"
-            and security.hashing.is_full()
-        ):
-            error = security.hashing.busy_error()
-            headers = {"Retry-After": str(error.retry_after)}
-            await JSONResponse({"detail": error.detail}, 503, headers)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)

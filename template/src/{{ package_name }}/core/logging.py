@@ -2,22 +2,21 @@
 
 JSON lines in production, readable lines elsewhere (LOG_FORMAT, LOG_LEVEL). Each request gets
 an id (a sane incoming X-Request-ID, or a new one), returned in the response and written on
-every line logged while serving it; one access line per request closes it. Touch this file to
-change what a log line holds; create_app wires it.
+every line logged while serving it; one access line per request closes it (both given by
+core/middleware.py's layer). Touch this file to change what a log line holds; create_app
+wires it.
 """
 
 import json
 import logging
 import re
-import secrets
 import sys
 import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
-from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from asgi_correlation_id import CorrelationIdFilter
+from starlette.types import Scope
 
 from .config import Settings
 
@@ -130,87 +129,10 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.handlers.clear()
     uvicorn_access.propagate = False
-    # A client that sends a malformed X-Request-ID gets a new one, not a warning per request.
-    logging.getLogger("asgi_correlation_id").setLevel(logging.ERROR)
     for name in _QUIET_BELOW_WARNING:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
-
-
-def _new_request_id() -> str:
-    # 128 random bits, as 32 hex digits (as uuid4().hex, in a fifth of the time).
-    return secrets.token_hex(16)
-
-
-def _is_sane_request_id(value: str) -> bool:
-    return SANE_REQUEST_ID.fullmatch(value) is not None
-
-
-def add_request_ids(app: FastAPI) -> None:
-    """Give every request an id (X-Request-ID), around every other layer of the app.
-
-    Around Starlette's error middleware too, which add_middleware cannot reach: the 500 of an
-    unexpected error, the answer a user most needs to quote, carries its id as well.
-    """
-    build_stack = app.build_middleware_stack
-
-    def build_stack_with_request_ids() -> ASGIApp:
-        return CorrelationIdMiddleware(
-            build_stack(),
-            header_name=REQUEST_ID_HEADER,
-            update_request_header=False,
-            generator=_new_request_id,
-            validator=_is_sane_request_id,
-        )
-
-    app.build_middleware_stack = build_stack_with_request_ids  # type: ignore[method-assign]
-
-
-class AccessLog:
-    """One line per request once it is answered: method, path, route template, status, time."""
-
-    def __init__(self, app: ASGIApp, unlogged_paths: frozenset[str] = frozenset()) -> None:
-        self.app = app
-        self.unlogged_paths = unlogged_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] in self.unlogged_paths
-            or not access_logger.isEnabledFor(logging.INFO)
-        ):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            milliseconds = round((time.perf_counter() - started) * 1000, 2)
-            path = scope["path"]
-            route = route_template(scope)
-            access_logger.info(
-                "%s %s %d %.1f ms",
-                scope["method"],
-                path,
-                status,
-                milliseconds,
-                extra={
-                    "method": scope["method"],
-                    "path": path,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": milliseconds,
-                },
-            )
 
 
 # Route objects → their full path template. FastAPI keeps included routers nested: the route

@@ -74,10 +74,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from sqlalchemy.pool import QueuePool  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
-from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 from .config import get_settings  # noqa: E402
-from .logging import route_template  # noqa: E402
 
 METRICS_PATH = get_settings().METRICS_PATH
 _LABELS = ("method", "route", "status")
@@ -125,46 +123,17 @@ def count_throttled_sign_in(by: Literal["account", "client"]) -> None:
     THROTTLED_SIGN_INS.labels(by).inc()
 
 
-class RequestMetrics:
-    """Counts each request and its latency by method, route template and status."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == METRICS_PATH:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        IN_FLIGHT.inc()
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            IN_FLIGHT.dec()
-            requests, latency = _series(scope, status)
-            requests.inc()
-            latency.observe(time.perf_counter() - started)
-
-
 # Each (method, route, status) series, looked up once: labels() costs more than inc().
 _known_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
-def _series(scope: Scope, status: int) -> tuple[Any, Any]:
-    method = scope["method"] if scope["method"] in _METHODS else "other"
-    key = (method, route_template(scope), status)
-    if (series := _known_series.get(key)) is None:
-        labels = (key[0], key[1], str(status))
-        series = _known_series[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
-    return series
+def series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one (method, route template, status)."""
+    key = (method if method in _METHODS else "other", route, status)
+    if (found := _known_series.get(key)) is None:
+        labels = (key[0], route, str(status))
+        found = _known_series[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+    return found
 
 
 _engine: AsyncEngine | None = None
@@ -208,10 +177,9 @@ def _pids_with_files(directory: Path) -> set[int]:
 
 
 def add_metrics(app: Any, engine: AsyncEngine) -> None:
-    """Count every request, and serve /metrics (not part of the API's schema)."""
+    """Serve /metrics (not part of the API's schema); core/middleware.py counts requests."""
     global _engine, _sampler
     _engine = engine
-    app.add_middleware(RequestMetrics)
     app.add_route(METRICS_PATH, metrics_endpoint, include_in_schema=False)
     if MULTIPROCESS and _sampler is None:
         # The worker that answers a scrape cannot see the others' pools: each worker
