@@ -24,7 +24,9 @@ import nox
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "generated", "fuzz", "api_document", "operations"]
+nox.options.sessions = [
+    "tests", "min_copier", "generated", "fuzz", "api_document", "operations",
+]  # fmt: skip
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
@@ -162,6 +164,60 @@ def update(session: nox.Session) -> None:
     """The `copier update` tests alone: v1 render, hand edits, v2 template, update (also in tests)."""
     session.install(COPIER, "pytest>=8.3", "pyyaml")
     session.run("pytest", "tests/test_update.py", *session.posargs)
+
+
+def min_copier_version() -> str:
+    """copier.yml's `_min_copier_version`."""
+    for line in (ROOT / "copier.yml").read_text().splitlines():
+        if line.startswith("_min_copier_version:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    raise RuntimeError("copier.yml sets no _min_copier_version")
+
+
+@nox.session
+def min_copier(session: nox.Session) -> None:
+    """Copier at exactly copier.yml's `_min_copier_version`: it renders, and it updates.
+
+    A throwaway template repository (the working tree, tagged v1, then v2 with a changed
+    file) renders a project with that Copier, which then updates it to v2 and switches
+    `include_items` off on the way, as a user of the oldest supported Copier would.
+    """
+    version = min_copier_version()
+    session.install(f"copier=={version}")
+    installed = session.run("copier", "--version", silent=True)
+    if version not in str(installed):
+        session.error(f"copier {version} wanted, found {installed}")
+    workdir = Path(tempfile.mkdtemp(prefix="min-copier-"))
+    template, project = workdir / "template", workdir / "acme-orders"
+    template.mkdir()
+    shutil.copy(ROOT / "copier.yml", template / "copier.yml")
+    shutil.copytree(ROOT / "template", template / "template")
+
+    def git(cwd: Path, *args: str) -> None:
+        session.run("git", "-C", str(cwd), "-c", "user.name=nox", "-c", "user.email=nox@example.com",
+                    *args, external=True, silent=True)  # fmt: skip
+
+    git(template, "init", "-q", "-b", "main")
+    git(template, "add", "-A")
+    git(template, "commit", "-qm", "v1")
+    git(template, "tag", "v1")
+    session.run("copier", "copy", "--defaults", "--quiet", "--data=project_name=Acme Orders",
+                str(template), str(project))  # fmt: skip
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "generated")
+    (template / "template" / "CHANGELOG.md").write_text("# Changelog\n\n## v2\n")
+    git(template, "add", "-A")
+    git(template, "commit", "-qm", "v2")
+    git(template, "tag", "v2")
+    session.chdir(project)
+    session.run("copier", "update", "--defaults", "--quiet", "--data=include_items=false")
+    answers = (project / ".copier-answers.yml").read_text()
+    if "_commit: v2" not in answers or not (project / "CHANGELOG.md").is_file():
+        session.error(f"the update did not bring v2:\n{answers}")
+    if (project / "src" / "acme_orders" / "items").exists():
+        session.error("the update did not switch include_items off")
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 # The answer sets whose generated projects get the full checks. Answers that change no
