@@ -10,6 +10,7 @@ unless FORWARDED_ALLOW_IPS says so.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -168,3 +169,15 @@ def test_x_forwarded_for_is_believed_from_the_proxies_named(project: Path) -> No
         assert failed_sign_in_from(http, "192.0.2.3") == 401
         assert failed_sign_in_from(http, "192.0.2.4") == 401
         assert failed_sign_in_from(http, "192.0.2.4") == 429
+
+
+def test_every_line_of_several_workers_and_their_supervisor_is_json(project: Path) -> None:
+    env = served_env(project, WEB_CONCURRENCY="2", LOG_FORMAT="json", LOG_LEVEL="INFO")
+    with serving(project, "acme_orders", env, production=True) as http:
+        assert http.request("GET", "/api/v1/health/live")[0] == 200
+    lines = [line for line in (project / "uvicorn.log").read_text().splitlines() if line]
+    records = [json.loads(line) for line in lines]  # a plain-text line fails here
+    messages = " ".join(str(record.get("message", "")) for record in records)
+    # The supervisor's own lines and each worker's are among them.
+    assert "parent process" in messages
+    assert messages.count("Started server process") == 2

@@ -25,6 +25,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import get_settings
+from .logging import configure_logging
 
 # The request line and headers together; past this, 400 and the connection closed. Browsers
 # and proxies send a few KiB; common proxies refuse past 8 to 64 KiB.
@@ -130,4 +131,7 @@ def server_options() -> dict[str, Any]:
 
 
 def serve() -> None:
-    uvicorn.run(**server_options())
+    # The supervisor's own lines (workers started, stopped, restarted) go through the
+    # service's handler too, as JSON in production: uvicorn sets up no logging of its own.
+    configure_logging(get_settings())
+    uvicorn.run(**server_options(), log_config=None)
