@@ -184,6 +184,7 @@ GENERATED = [
             "include_items": False,
             "ci": "none",
             "docker": False,
+            "email": False,
         },
         False,
         id="leanest",
