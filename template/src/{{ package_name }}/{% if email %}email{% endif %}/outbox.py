@@ -29,6 +29,7 @@ from email.message import EmailMessage
 import aiosmtplib
 from fastapi import FastAPI
 from sqlalchemy import delete, or_, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -183,6 +184,10 @@ async def run_delivery(stop: asyncio.Event) -> None:
         try:
             sent = await deliver_due()
             pause = 0.0 if sent else POLL_SECONDS
+        except (DBAPIError, OSError, TimeoutError) as error:
+            # The database is away: the mails wait in it; try again a little later.
+            logger.warning("mail delivery paused, database unavailable: %s", type(error).__name__)
+            pause = min(max(pause, POLL_SECONDS) * 2, 60.0)
         except Exception:  # the loop must outlive any failure; the next round retries
             logger.exception("mail delivery round failed")
             pause = min(max(pause, POLL_SECONDS) * 2, 60.0)
