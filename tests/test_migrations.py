@@ -246,7 +246,10 @@ def test_a_new_field_with_a_default_migrates_a_table_that_has_rows(
         with field_added(project, table, NEW_FIELD) as versions:
             made = alembic(project, url, "revision", "--autogenerate", "-m", "add priority")
             assert made.returncode == 0, made.stderr
+            # On a branch of the project's own, beside the template's core and feature ones.
             (revision,) = versions.glob("*add_priority.py")
+            assert revision.name == "app_0001_add_priority.py"
+            assert 'branch_labels: str | Sequence[str] | None = ("app",)' in revision.read_text()
             assert "server_default" in revision.read_text()
             upgraded = alembic(project, url, "upgrade", "head")
             assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr

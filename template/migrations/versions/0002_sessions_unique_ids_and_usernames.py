@@ -5,8 +5,8 @@ Revises: 0001
 Create Date: 2026-11-29 00:00:00
 
 - user_sessions: one row per sign-in (see auth/sessions.py).
-- SQLite: users{% if include_items %} and items{% endif %} rebuilt with AUTOINCREMENT, so that the id of a deleted row is
-  never handed out again (PostgreSQL's sequences never reuse one).
+- SQLite: users rebuilt with AUTOINCREMENT, so that the id of a deleted row is never
+  handed out again (PostgreSQL's sequences never reuse one).
 - Usernames unique ignoring case: refused, naming them, while two differ only in case.
 """
 
@@ -42,42 +42,17 @@ def users_table(*, autoincrement: bool) -> sa.Table:
         sa.Index("ix_users_username", "username", unique=True),
         sqlite_autoincrement=autoincrement,
     )
-{%- if include_items %}
-
-
-def items_table(*, autoincrement: bool) -> sa.Table:
-    """The items table as revision 0001 made it, for SQLite's rebuild."""
-    return sa.Table(
-        "items",
-        sa.MetaData(),
-        sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("description", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("owner_id", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name="fk_items_owner_id_users", ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_items"),
-        sa.Index("ix_items_owner_id", "owner_id"),
-        sqlite_autoincrement=autoincrement,
-    )
-{%- endif %}
 
 
 def rebuild_on_sqlite(*, autoincrement: bool) -> None:
     if op.get_context().dialect.name != "sqlite":
         return
-    tables = [users_table(autoincrement=autoincrement)]
-{%- if include_items %}
-    tables.append(items_table(autoincrement=autoincrement))
-{%- endif %}
-    for table in tables:
-        # Batch mode copies the rows into a new table made from this definition, whose
-        # AUTOINCREMENT counter then starts above the highest id copied.
-        with op.batch_alter_table(table.name, copy_from=table, recreate="always"):
-            pass
+    # Batch mode copies the rows into a new table made from this definition, whose
+    # AUTOINCREMENT counter then starts above the highest id copied. (Items, an optional
+    # feature, get theirs in their own branch: items_0001.)
+    table = users_table(autoincrement=autoincrement)
+    with op.batch_alter_table(table.name, copy_from=table, recreate="always"):
+        pass
 
 
 def refuse_usernames_that_clash() -> None:

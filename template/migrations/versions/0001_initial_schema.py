@@ -1,4 +1,4 @@
-"""initial schema
+"""initial schema: users
 
 Revision ID: 0001
 Revises:
@@ -35,33 +35,9 @@ def upgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_email"), ["email"], unique=True)
         batch_op.create_index(batch_op.f("ix_users_username"), ["username"], unique=True)
-{%- if include_items %}
-
-    op.create_table(
-        "items",
-        sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("description", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("owner_id", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name=op.f("fk_items_owner_id_users"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_items")),
-    )
-    with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_items_owner_id"), ["owner_id"], unique=False)
-{%- endif %}
 
 
 def downgrade() -> None:
-{%- if include_items %}
-    with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_items_owner_id"))
-
-    op.drop_table("items")
-{%- endif %}
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_users_username"))
         batch_op.drop_index(batch_op.f("ix_users_email"))
