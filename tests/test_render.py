@@ -83,7 +83,9 @@ def test_without_email_nothing_of_it_is_rendered(render: Render) -> None:
     assert not list((project / "migrations" / "versions").glob("email_*"))
     mention = re.compile(r"smtp|outbox|email_verified|aiosmtp|jinja2|mailpit", re.IGNORECASE)
     for path in files_of(project):
-        assert not mention.search(path.read_text()), path
+        # env.py names the tables of every feature, so that switched-off ones are left alone.
+        if path.name != "env.py":
+            assert not mention.search(path.read_text()), path
 
 
 def test_with_email_its_package_templates_and_migration_branch_are_rendered(
