@@ -170,10 +170,11 @@ def relative_files(root: Path) -> set[Path]:
 # --- A real project, with data, updated from the previous release -----------------------
 
 # The last release of this template: projects out there were rendered from it.
-PREVIOUS_RELEASE = "8aba8c9"
+PREVIOUS_RELEASE = "c860671"
 
 # Run inside the generated project (its own Python and packages), against DATABASE_URL:
-# `seed` signs users up and gives them items, `check` signs each in and reads them back.
+# `seed` signs users up and gives them items (`seed-users`: accounts only, for a project
+# without items), `check` signs each in and reads them back.
 PROJECT_SCRIPT = """
 import asyncio, json, sys
 
@@ -195,6 +196,13 @@ async def main(step: str) -> None:
 
         seen = {}
         for username, titles in USERS.items():
+            if step == "seed-users":  # a project without items: accounts only
+                body = {"username": username, "email": f"{username}@example.com",
+                        "password": PASSWORD}
+                reply = await api.post("/users", json=body)
+                assert reply.status_code == 201, reply.text
+                seen[username] = reply.json()["id"]
+                continue
             if step == "seed":
                 body = {"username": username, "email": f"{username}@example.com",
                         "password": PASSWORD}
@@ -208,7 +216,9 @@ async def main(step: str) -> None:
             login = username.swapcase() if step == "check" else username
             headers = await sign_in(login)
             me = (await api.get("/users/me", headers=headers)).json()
-            items = (await api.get("/items", headers=headers)).json()
+            reply = await api.get("/items", headers=headers)
+            assert reply.status_code == 200, reply.text
+            items = reply.json()
             seen[username] = [me["id"], sorted(item["title"] for item in items["data"])]
         json.dump(seen, sys.stdout)
 
@@ -254,8 +264,17 @@ def in_project(project: Path, env: dict[str, str], *command: str) -> str:
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [({}, {}), ({"include_items": False}, {"include_items": True})],
+    ids=["items", "items-switched-on"],
+)
 def test_a_project_with_data_updates_from_the_previous_release(
-    released_then_current: Path, tmp_path: Path, database: str
+    released_then_current: Path,
+    tmp_path: Path,
+    database: str,
+    before: dict[str, bool],
+    after: dict[str, bool],
 ) -> None:
     require(shutil.which("uv") is not None, "uv is not on PATH")
     with contextlib.ExitStack() as stack:
@@ -263,7 +282,7 @@ def test_a_project_with_data_updates_from_the_previous_release(
             url = stack.enter_context(postgres_cluster()).url
         else:
             url = f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
-        project = copy_project(released_then_current, tmp_path / "project")
+        project = copy_project(released_then_current, tmp_path / "project", **before)
         git(project, "init", "-q", "-b", "main")
         git(project, "add", "-A")
         git(project, "commit", "-qm", "generated from the previous release")
@@ -274,23 +293,161 @@ def test_a_project_with_data_updates_from_the_previous_release(
 
         run("uv", "sync", "--quiet")
         run("uv", "run", "--no-sync", "alembic", "upgrade", "head")
-        before = json.loads(run("uv", "run", "--no-sync", "python", str(script), "seed"))
+        step = "seed" if before.get("include_items", True) else "seed-users"
+        seeded = json.loads(run("uv", "run", "--no-sync", "python", str(script), step))
         git(project, "add", "-A")  # the lock file, as a team would commit it
         git(project, "commit", "-qm", "lock")
 
         copier.run_update(
-            str(project), vcs_ref="v2", defaults=True, overwrite=True, unsafe=False, quiet=True,
-            conflict="inline",
+            str(project), vcs_ref="v2", data=after, defaults=True, overwrite=True, unsafe=False,
+            quiet=True, conflict="inline",
         )  # fmt: skip
         assert_no_conflicts(project)
         assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2"
         run("uv", "sync", "--quiet")
         run("uv", "run", "--no-sync", "alembic", "upgrade", "head")
-        after = json.loads(run("uv", "run", "--no-sync", "python", str(script), "check"))
+        run("uv", "run", "--no-sync", "alembic", "check")
+        checked = json.loads(run("uv", "run", "--no-sync", "python", str(script), "check"))
 
-    assert before == {
-        "alice": [before["alice"][0], ["desk", "lamp"]],
-        "Bob": [before["Bob"][0], ["chair"]],
-        "carol": [before["carol"][0], []],
-    }
-    assert after == before
+    if before.get("include_items", True):
+        assert seeded == {
+            "alice": [seeded["alice"][0], ["desk", "lamp"]],
+            "Bob": [seeded["Bob"][0], ["chair"]],
+            "carol": [seeded["carol"][0], []],
+        }
+        assert checked == seeded
+    else:  # every account kept, and items work for each of them (none yet)
+        assert checked == {name: [user_id, []] for name, user_id in seeded.items()}
+
+
+# --- An optional feature switched on later, then off, in a project with data -----------
+
+# Every optional feature: its question, requests that must work once it is on (method, path
+# under /api/v1, JSON body, expected status; made by a signed-in user) and its own tables.
+# A new feature is one line here.
+FEATURES = [
+    pytest.param(
+        "include_items",
+        [("POST", "/items", {"title": "lamp"}, 201), ("GET", "/items", None, 200)],
+        ["items"],
+        id="include_items",
+    ),
+]
+ALL_FEATURES_OFF = {"include_items": False}
+
+# Run inside the project: `seed` signs users up, `check` signs each in (its id printed) and
+# makes the feature's requests as the first of them, `count TABLE…` counts rows.
+FEATURE_SCRIPT = """
+import asyncio, json, sys
+
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from acme_orders.core.config import get_settings
+from acme_orders.main import create_app
+
+PASSWORD = "a long and unguessable passphrase"
+
+
+async def accounts(step: str, probes: list) -> dict:
+    transport = ASGITransport(app=create_app())
+    seen = {}
+    async with AsyncClient(transport=transport, base_url="http://test/api/v1") as api:
+        for username in ["alice", "Bob", "carol"]:
+            if step == "seed":
+                body = {"username": username, "email": f"{username}@example.com",
+                        "password": PASSWORD}
+                reply = await api.post("/users", json=body)
+                assert reply.status_code == 201, reply.text
+            form = {"username": username, "password": PASSWORD}
+            reply = await api.post("/auth/token", data=form)
+            assert reply.status_code == 200, (username, reply.text)
+            headers = {"Authorization": "Bearer " + reply.json()["access_token"]}
+            seen[username] = (await api.get("/users/me", headers=headers)).json()["id"]
+            for method, path, body, status in probes if username == "alice" else []:
+                reply = await api.request(method, path, json=body, headers=headers)
+                assert reply.status_code == status, (method, path, reply.status_code, reply.text)
+    return seen
+
+
+async def count(tables: list) -> dict:
+    engine = create_async_engine(get_settings().DATABASE_URL)
+    async with engine.connect() as connection:
+        counts = {t: await connection.scalar(text(f"SELECT count(*) FROM {t}")) for t in tables}
+    await engine.dispose()
+    return counts
+
+
+step, argument = sys.argv[1], json.loads(sys.argv[2])
+result = asyncio.run(count(argument) if step == "count" else accounts(step, argument))
+json.dump(result, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(("feature", "probes", "tables"), FEATURES)
+def test_a_feature_switched_on_then_off_in_a_project_with_data(
+    template_repo: Path,
+    tmp_path: Path,
+    database: str,
+    feature: str,
+    probes: list[tuple[str, str, object, int]],
+    tables: list[str],
+) -> None:
+    require(shutil.which("uv") is not None, "uv is not on PATH")
+    with contextlib.ExitStack() as stack:
+        if database == "postgresql":
+            url = stack.enter_context(postgres_cluster()).url
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
+        project = copy_project(template_repo, tmp_path / "project", **ALL_FEATURES_OFF)
+        git(project, "init", "-q", "-b", "main")
+        env = project_env(DATABASE_URL=url, SECRET_KEY=secrets.token_urlsafe(48))
+        script = tmp_path / "feature.py"
+        script.write_text(FEATURE_SCRIPT)
+        run = functools.partial(in_project, project, env)
+
+        def project_tests() -> None:
+            # The project's own suite runs on a database of its own, whichever is migrated
+            # here, so it runs once, on SQLite: the updated code, whole and consistent.
+            if database == "sqlite":
+                in_project(project, project_env(), "uv", "run", "--no-sync", "pytest", "-q",
+                           "-x", "-p", "no:cacheprovider", "-m", "not postgresql")  # fmt: skip
+
+        def project_script(step: str, argument: object) -> dict[str, int]:
+            output = run(
+                "uv", "run", "--no-sync", "python", str(script), step, json.dumps(argument)
+            )
+            return dict(json.loads(output))
+
+        def update(value: bool) -> None:
+            git(project, "add", "-A")
+            git(project, "commit", "-qm", f"before {feature}={value}")
+            copier.run_update(
+                str(project), data={feature: value}, defaults=True, overwrite=True,
+                unsafe=False, quiet=True, conflict="inline",
+            )  # fmt: skip
+            assert_no_conflicts(project)
+            assert yaml.safe_load((project / ".copier-answers.yml").read_text())[feature] is value
+            run("uv", "sync", "--quiet")
+            run("uv", "run", "--no-sync", "alembic", "upgrade", "head")
+            run("uv", "run", "--no-sync", "alembic", "check")
+
+        run("uv", "sync", "--quiet")
+        run("uv", "run", "--no-sync", "alembic", "upgrade", "head")
+        users = project_script("seed", [])
+
+        # On: its revisions are added and applied, the accounts are all there, and its
+        # routes work on the migrated database.
+        update(True)
+        assert project_script("check", probes) == users
+        project_tests()
+        rows = project_script("count", tables)
+        assert all(rows.values()), rows  # the probes wrote to the feature's tables
+
+        # Off again: its code goes, its tables and their rows stay, and all is still well.
+        update(False)
+        assert project_script("check", []) == users
+        assert project_script("count", tables) == rows
+        project_tests()
