@@ -101,7 +101,7 @@ def test_with_email_its_package_templates_and_migration_branch_are_rendered(
     [revision] = (project / "migrations" / "versions").glob("email_*.py")
     text = revision.read_text()
     assert 'branch_labels: str | Sequence[str] | None = ("email",)' in text
-    assert 'depends_on: str | Sequence[str] | None = "0003"' in text
+    assert 'depends_on: str | Sequence[str] | None = "0002"' in text
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     assert any(d.startswith("aiosmtplib") for d in dependencies["dependencies"])
     assert "SMTP_HOST" in (project / ".env.example").read_text()
