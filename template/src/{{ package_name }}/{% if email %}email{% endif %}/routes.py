@@ -20,7 +20,10 @@ get_email_settings()
 # Its lifespan delivers the outbox's mails in the background while the application serves.
 router = APIRouter(lifespan=delivery_lifespan)
 
-MailToken = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# What secrets.token_urlsafe makes: anything else cannot be a mailed token.
+MailToken = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+]
 
 INVALID_TOKEN: Responses = {
     status.HTTP_400_BAD_REQUEST: {"description": "Unknown, used or expired token"}
