@@ -1,4 +1,5 @@
-"""Delivery of mails: an outbox table, drained over SMTP by every serving process.
+"""Delivery of mails: an outbox table drained over SMTP by every serving process (one piece:
+claiming, sending and settling a mail are one protocol, read together).
 
 Why hand-written: a mail must be stored in the same transaction as the change that causes
 it (a password reset and its notice commit together or not at all), which a broker-backed
