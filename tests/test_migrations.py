@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,3 +275,57 @@ def test_a_new_field_without_a_default_is_refused_by_name(
             assert "default" in made.stderr
             assert "Traceback" not in made.stderr
             assert set(versions.iterdir()) == before
+
+
+def test_the_readme_adds_a_resource_as_written(project: Path, tmp_path: Path) -> None:
+    """The generated README's walk-through, its commands run as written: `orders` from items."""
+    section = (project / "README.md").read_text().split("**Add a resource**", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks = [textwrap.dedent(block) for block in re.findall(r"```bash\n(.*?)```", section, re.S)]
+    assert len(blocks) == 2, section
+    # Steps 2 and 3 are edits by hand: each line the README gives, after its items counterpart.
+    edits = [
+        ("src/acme_orders/api.py", "from .items.routes import router as items_router",
+         "from .orders.routes import router as orders_router"),
+        ("src/acme_orders/api.py", "api_router.include_router(items_router)",
+         "api_router.include_router(orders_router)"),
+        ("migrations/env.py", "from acme_orders.items.models import Item  # noqa: F401 (registers the table)",
+         "from acme_orders.orders.models import Order  # noqa: F401"),
+    ]  # fmt: skip
+    originals = {name: (project / name).read_text() for name, _, _ in edits}
+    versions = project / "migrations" / "versions"
+    before = set(versions.iterdir())
+    env = alembic_env(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+
+    def bash(script: str) -> str:
+        done = subprocess.run(["bash", "-euc", script], cwd=project, env=env, text=True,
+                              capture_output=True, timeout=900)  # fmt: skip
+        assert done.returncode == 0, f"{script}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    try:
+        bash("uv run alembic upgrade head")
+        bash(blocks[0])
+        for name, after, line in edits:
+            assert f"`{line}`" in section, line
+            text = (project / name).read_text()
+            assert f"{after}\n" in text, (name, after)
+            (project / name).write_text(text.replace(f"{after}\n", f"{after}\n{line}\n", 1))
+        bash(blocks[1])
+        assert (versions / "app_0001_add_orders.py").is_file()
+        paths = json.loads(
+            bash("uv run python -c 'import json; from acme_orders.main import create_app; "
+                 "print(json.dumps(create_app().openapi()[\"paths\"]))'")
+        )  # fmt: skip
+        assert "/api/v1/orders/{order_id}" in paths
+        ids = {op["operationId"] for path in paths.values() for op in path.values()}
+        assert not {i for i in ids if "item" in i} & {i.replace("item", "order") for i in ids}
+        assert {i.replace("item", "order") for i in ids if "item" in i} <= ids
+        assert "Order not found" in (project / "src/acme_orders/orders/service.py").read_text()
+    finally:
+        for name, text in originals.items():
+            (project / name).write_text(text)
+        for path in set(versions.iterdir()) - before:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        shutil.rmtree(project / "src" / "acme_orders" / "orders", ignore_errors=True)
+        (project / "tests" / "test_orders.py").unlink(missing_ok=True)

@@ -102,6 +102,18 @@ def test_good_answers_are_accepted(render: Render, question: str, answer: str) -
     assert answers[question] == answer
 
 
+def test_kubernetes_is_asked_only_with_docker(render: Render, tmp_path: Path) -> None:
+    # Not asked (so not recorded) without docker; given anyway, it is refused by name.
+    answers = yaml.safe_load((render(docker=False) / ".copier-answers.yml").read_text())
+    assert "kubernetes" not in answers
+    assert yaml.safe_load((render() / ".copier-answers.yml").read_text())["kubernetes"] is False
+    with pytest.raises(ValueError, match="kubernetes needs docker"):
+        copier.run_copy(
+            str(TEMPLATE), tmp_path / "out", data={"docker": False, "kubernetes": True},
+            defaults=True, vcs_ref="HEAD", quiet=True, unsafe=False,
+        )  # fmt: skip
+
+
 def default_slug(tmp_path: Path, project_name: str) -> str:
     """The project_slug that the defaults give this name, validated, without writing files."""
     worker = copier.run_copy(

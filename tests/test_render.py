@@ -73,7 +73,11 @@ def test_without_items_nothing_refers_to_them(render: Render) -> None:
     mention = re.compile(r"\bitems?\b(?!\()", re.IGNORECASE)  # but dict.items()
     for path in files_of(project):
         if path.suffix in {".py", ".mako", ".md", ".ini", ".toml"}:
-            assert not mention.search(path.read_text()), path
+            # Except migrations/env.py's list of features, which names what a switched-off
+            # feature leaves in the database (its tables stay, with their data).
+            lines = path.read_text().splitlines()
+            text = "\n".join(line for line in lines if not line.startswith('    Feature("items"'))
+            assert not mention.search(text), path
 
 
 def test_without_email_nothing_of_it_is_rendered(render: Render) -> None:

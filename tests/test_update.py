@@ -159,6 +159,20 @@ def test_update_that_changes_an_answer_removes_the_domain_cleanly(
     assert answers["_commit"] == "v2"
 
 
+def test_the_update_says_what_to_do_next(
+    template_repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    project = committed_project(template_repo, tmp_path / "project")
+    release_v2(template_repo)
+    capfd.readouterr()
+    copier.run_update(str(project), defaults=True, overwrite=True, unsafe=False)
+    message = capfd.readouterr().err
+    steps = [line.split("#")[0].strip() for line in message.splitlines() if line.startswith("  ")]
+    assert steps[:3] == ["git status", "git diff --check", steps[2]]
+    assert steps[2].startswith("grep -rnI -e '^<<<<<<< '")
+    assert steps[3:6] == ["uv sync", "uv run alembic upgrade head", "uv run pytest"]
+
+
 def relative_files(root: Path) -> set[Path]:
     return {
         path.relative_to(root)

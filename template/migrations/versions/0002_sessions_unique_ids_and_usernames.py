@@ -48,8 +48,8 @@ def rebuild_on_sqlite(*, autoincrement: bool) -> None:
     if op.get_context().dialect.name != "sqlite":
         return
     # Batch mode copies the rows into a new table made from this definition, whose
-    # AUTOINCREMENT counter then starts above the highest id copied. (Items, an optional
-    # feature, get theirs in their own branch: items_0001.)
+    # AUTOINCREMENT counter then starts above the highest id copied. (The tables of optional
+    # features get theirs in their own branches.)
     table = users_table(autoincrement=autoincrement)
     with op.batch_alter_table(table.name, copy_from=table, recreate="always"):
         pass
