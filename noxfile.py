@@ -240,6 +240,7 @@ GENERATED = [
             "include_items": False,
             "ci": "none",
             "docker": False,
+            "email": False,
         },
         False,
         id="leanest",
@@ -269,7 +270,7 @@ def generated(session: nox.Session, answers: dict[str, object], with_postgres: b
     served by uvicorn, on SQLite and (where marked) on fresh PostgreSQL databases, with the
     session's Python as the project's interpreter.
     """
-    session.install(COPIER, "httpx")
+    session.install(COPIER, "httpx", "aiosmtpd")
     workdir = Path(tempfile.mkdtemp(prefix="generated-"))
     text_answers = {name: str(value).lower() if isinstance(value, bool) else str(value)
                     for name, value in answers.items()}  # fmt: skip
@@ -304,7 +305,11 @@ def check_migrations(session: nox.Session, database_url: str) -> None:
 
 
 def served_env(database_url: str) -> dict[str, str]:
-    """Production settings for a served project, with a superuser for initial_data."""
+    """Production settings for a served project, with a superuser for initial_data.
+
+    With email, mails go over SMTP to SMTP_PORT on 127.0.0.1, where the contract walk runs a
+    server of its own (and nothing listens otherwise: mails wait, as in an SMTP outage).
+    """
     return {
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "production",
@@ -312,6 +317,10 @@ def served_env(database_url: str) -> dict[str, str]:
         "FIRST_SUPERUSER_USERNAME": "root",
         "FIRST_SUPERUSER_EMAIL": "root@example.com",
         "FIRST_SUPERUSER_PASSWORD": secrets.token_urlsafe(16),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(free_port()),
+        "SMTP_SECURITY": "none",
+        "FRONTEND_URL": "https://frontend.example.test",
     }
 
 
@@ -328,6 +337,9 @@ def check_served_api(session: nox.Session, project: Path, package: str, database
             env={
                 "SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
                 "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"],
+                # The walk receives the service's mails there (aiosmtpd).
+                "SMTP_SINK_PORT": env["SMTP_PORT"],
+                "FRONTEND_URL": env["FRONTEND_URL"],
             },
         )
 

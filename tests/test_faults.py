@@ -35,6 +35,9 @@ def test_service_survives_a_postgresql_crash_and_restart(render: Render, cluster
         DATABASE_URL=cluster.url,
         ENVIRONMENT="production",
         SECRET_KEY=secrets.token_urlsafe(48),
+        # Production needs an SMTP server to start (with email); nothing listens there.
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT="9",
         # Where a port is closed, connecting fails at once; a timeout bounds the rest.
         DATABASE_CONNECT_TIMEOUT="2",
     )

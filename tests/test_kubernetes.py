@@ -186,10 +186,13 @@ def test_settings_come_from_the_config_map_and_a_secret_that_is_not_in_the_repos
     settings = config_map["data"]
     assert settings["ENVIRONMENT"] == "production"
     assert all(isinstance(value, str) for value in settings.values())
-    config = (rendered.project / "src" / "acme_orders" / "core" / "config.py").read_text()
-    known = set(re.findall(r"^    ([A-Z][A-Z0-9_]*): ", config, re.MULTILINE))
+    known: set[str] = set()
+    for domain in ("core", "email"):
+        config = rendered.project / "src" / "acme_orders" / domain / "config.py"
+        if config.exists():
+            known |= set(re.findall(r"^    ([A-Z][A-Z0-9_]*): ", config.read_text(), re.MULTILINE))
     assert set(settings) <= known | CONTRACT_SETTINGS
-    assert not {"SECRET_KEY", "FIRST_SUPERUSER_PASSWORD"} & set(settings)
+    assert not {"SECRET_KEY", "FIRST_SUPERUSER_PASSWORD", "SMTP_PASSWORD"} & set(settings)
     # A PostgreSQL URL holds a password: it belongs in the Secret. SQLite's names a file.
     assert ("DATABASE_URL" in settings) == (not rendered.postgres)
     secrets = env_values(rendered.project)
@@ -242,6 +245,8 @@ def test_the_readme_creates_the_secret_the_pods_read(rendered: Manifests) -> Non
     keys = set(re.findall(r"--from-literal=([A-Z_]+)=", "\n".join(command)))
     needed = {"SECRET_KEY", "FIRST_SUPERUSER_PASSWORD"} | ({"DATABASE_URL"} if rendered.postgres
                                                             else set())  # fmt: skip
+    if (rendered.project / "src" / "acme_orders" / "email").exists():
+        needed.add("SMTP_PASSWORD")
     assert keys == needed
 
 

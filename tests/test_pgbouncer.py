@@ -35,6 +35,10 @@ def test_service_serves_the_contract_through_pgbouncer(render: Render) -> None:
             DATABASE_PGBOUNCER="true",
             ENVIRONMENT="production",
             SECRET_KEY=secrets.token_urlsafe(48),
+            # Production needs an SMTP server to start (with email); nothing listens there,
+            # and the walk checks only what needs no mailbox.
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT="9",
             FIRST_SUPERUSER_USERNAME="root",
             FIRST_SUPERUSER_EMAIL="root@example.com",
             FIRST_SUPERUSER_PASSWORD=superuser_password,

@@ -14,7 +14,7 @@ QUESTIONS = yaml.safe_load((TEMPLATE / "copier.yml").read_text())
 CONTRACT_QUESTIONS = {
     "project_name", "project_slug", "package_name", "description", "author_name",
     "author_email", "python_version", "database", "include_items", "ci", "docker",
-    "kubernetes",
+    "kubernetes", "email",
 }  # fmt: skip
 
 

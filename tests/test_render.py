@@ -54,8 +54,8 @@ def test_default_render_has_the_contract_layout(render: Render) -> None:
 def test_render_holds_no_template_syntax_and_compiles(render: Render, answers: dict) -> None:
     project = render(**answers)
     for path in files_of(project):
-        if path.suffix == ".mako":
-            continue
+        if path.suffix == ".mako" or path.parent.name == "templates":
+            continue  # Alembic's and the mails' own templates
         text = path.read_text()
         assert not TEMPLATE_SYNTAX.search(text), path
         assert not path.name.endswith(".jinja"), path
@@ -78,6 +78,37 @@ def test_without_items_nothing_refers_to_them(render: Render) -> None:
             lines = path.read_text().splitlines()
             text = "\n".join(line for line in lines if not line.startswith('    Feature("items"'))
             assert not mention.search(text), path
+
+
+def test_without_email_nothing_of_it_is_rendered(render: Render) -> None:
+    project = render(email=False)
+    assert not (project / "src" / "acme_orders" / "email").exists()
+    assert not (project / "tests" / "test_email.py").exists()
+    assert not list((project / "migrations" / "versions").glob("email_*"))
+    mention = re.compile(r"smtp|outbox|email_verified|aiosmtp|jinja2|mailpit", re.IGNORECASE)
+    for path in files_of(project):
+        # env.py names the tables of every feature, so that switched-off ones are left alone.
+        if path.name != "env.py":
+            assert not mention.search(path.read_text()), path
+
+
+def test_with_email_its_package_templates_and_migration_branch_are_rendered(
+    render: Render,
+) -> None:
+    project = render()
+    package = project / "src" / "acme_orders" / "email"
+    for module in ("config", "limits", "mails", "models", "outbox", "routes", "service", "tokens"):
+        assert (package / f"{module}.py").is_file(), module
+    for mail in ("verify_email", "password_recovery", "password_changed", "email_changed"):
+        assert "{{ project_name }}" in (package / "templates" / f"{mail}.txt").read_text()
+        assert (package / "templates" / f"{mail}.html").is_file()
+    [revision] = (project / "migrations" / "versions").glob("email_*.py")
+    text = revision.read_text()
+    assert 'branch_labels: str | Sequence[str] | None = ("email",)' in text
+    assert 'depends_on: str | Sequence[str] | None = "0002"' in text
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("aiosmtplib") for d in dependencies["dependencies"])
+    assert "SMTP_HOST" in (project / ".env.example").read_text()
 
 
 def test_database_answer_picks_the_runtime_driver(render: Render) -> None:

@@ -346,8 +346,17 @@ FEATURES = [
         ["items"],
         id="include_items",
     ),
+    pytest.param(
+        "email",
+        [
+            ("POST", "/users/me/email-verification", None, 202),
+            ("POST", "/auth/password-recovery", {"email": "alice@example.com"}, 202),
+        ],
+        ["email_outbox", "email_tokens", "email_rate_limits"],
+        id="email",
+    ),
 ]
-ALL_FEATURES_OFF = {"include_items": False}
+ALL_FEATURES_OFF = {"include_items": False, "email": False}
 
 # Run inside the project: `seed` signs users up, `check` signs each in (its id printed) and
 # makes the feature's requests as the first of them, `count TABLE…` counts rows.

@@ -5,13 +5,22 @@
 The nox `generated` session runs it against uvicorn serving a freshly rendered project,
 with SUPERUSER_USERNAME and SUPERUSER_PASSWORD naming the superuser that
 `initial_data` created. Any deviation stops it with a message; it prints a summary line.
+
+With email, SMTP_SINK_PORT names the port on 127.0.0.1 where the service sends its mails: the
+walk serves SMTP there itself (aiosmtpd) and follows the mailed links, whose base must be
+FRONTEND_URL. Without it, only what needs no mailbox is walked.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import secrets
 import sys
+import time
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -35,6 +44,107 @@ def expect(response: httpx.Response, status: int, what: str) -> Any:
     if "hashed_password" in text or "$argon2" in text:
         sys.exit(f"FAILED {what}: password material in the response")
     return response.json() if text else None
+
+
+class Mailbox:
+    """An SMTP server on 127.0.0.1:SMTP_SINK_PORT, keeping what the service sends."""
+
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[EmailMessage] = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+        self.controller.start()
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        self.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def wait_for(self, recipient: str, subject: str, what: str) -> EmailMessage:
+        """The first mail to `recipient` whose subject holds `subject`, within a minute."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for message in self.messages:
+                if message["To"] == recipient and subject in str(message["Subject"]):
+                    self.messages.remove(message)
+                    return message
+            time.sleep(0.1)
+        sys.exit(f"FAILED {what}: no mail to {recipient} about {subject!r} within a minute")
+
+
+def mailed_token(message: EmailMessage, path: str, what: str) -> str:
+    body = message.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    frontend = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")
+    match = re.search(re.escape(f"{frontend}/{path}?token=") + r"([A-Za-z0-9_\-]+)", text)
+    if match is None:
+        sys.exit(f"FAILED {what}: no {frontend}/{path}?token=… link in the mail: {text[:300]}")
+    if "@" in match[0]:
+        sys.exit(f"FAILED {what}: the link carries an address")
+    return match[1]
+
+
+def walk_email(api: httpx.Client, tag: str, password: str) -> None:
+    """The email routes: recovery, reset, verification, and their limits."""
+    sink = os.environ.get("SMTP_SINK_PORT")
+    mailbox = Mailbox(int(sink)) if sink else None
+    dave = {"username": f"dave_{tag}", "email": f"dave_{tag}@example.com", "password": password}
+    created = expect(api.post("/users", json=dave), 201, "sign up (email)")
+    assert created["email_verified"] is False, created
+    login = {"username": dave["username"], "password": password}
+    dave_h = {"Authorization": f"Bearer {expect(api.post('/auth/token', data=login), 200, 'dave login')['access_token']}"}  # fmt: skip
+    expect(api.post("/users/me/email-verification"), 401, "verification without a token")
+    expect(api.post("/users/me/email-verification", headers=dave_h), 202, "ask for verification")
+    for path in ("/auth/verify-email", "/auth/password-reset"):
+        body = {"token": "made-up-" + tag} | ({"new_password": "x" * 12} if "reset" in path else {})
+        expect(api.post(path, json=body), 400, f"{path} with an unknown token")
+        expect(api.post(path, json=body | {"extra": 1}), 422, f"{path} with an unknown field")
+    known = api.post("/auth/password-recovery", json={"email": dave["email"]},
+                     headers={"Host": "evil.example"})  # fmt: skip
+    unknown = api.post("/auth/password-recovery", json={"email": f"nobody_{tag}@example.com"})
+    expect(known, 202, "recovery of a known address")
+    expect(unknown, 202, "recovery of an unknown address")
+    if known.text != unknown.text:
+        sys.exit("FAILED recovery: the answer tells whether an account has the address")
+    expect(api.post("/auth/password-recovery", json={"email": "not an address"}), 422,
+           "recovery of a malformed address")  # fmt: skip
+    if mailbox is not None:
+        # The verification mailed at sign-up, and the one asked for: the latest works.
+        mailbox.wait_for(dave["email"], "Verify", "sign-up verification")
+        verification = mailbox.wait_for(dave["email"], "Verify", "asked-for verification")
+        token = mailed_token(verification, "verify-email", "verification link")
+        expect(api.post("/auth/verify-email", json={"token": token}), 204, "verify email")
+        expect(api.post("/auth/verify-email", json={"token": token}), 400, "verify twice")
+        me = expect(api.get("/users/me", headers=dave_h), 200, "me after verifying")
+        assert me["email_verified"] is True, me
+        recovery = mailbox.wait_for(dave["email"], "Reset", "recovery mail")
+        token = mailed_token(recovery, "reset-password", "reset link (asked with a forged Host)")
+        new_password = "a fresh long password"
+        expect(api.post("/auth/password-reset", json={"token": token, "new_password": "short"}),
+               422, "reset to a weak password")  # fmt: skip
+        expect(api.post("/auth/password-reset", json={"token": token, "new_password": new_password}),
+               204, "reset password")  # fmt: skip
+        expect(api.post("/auth/password-reset", json={"token": token, "new_password": new_password}),
+               400, "reset twice with one token")  # fmt: skip
+        expect(api.get("/users/me", headers=dave_h), 401, "sessions end with a reset")
+        expect(api.post("/auth/token", data=login), 401, "the old password after a reset")
+        expect(api.post("/auth/token", data=login | {"password": new_password}), 200,
+               "the new password after a reset")  # fmt: skip
+        mailbox.wait_for(dave["email"], "password was changed", "notice of the reset")
+        mailbox.controller.stop()
+    # A few mails an hour per address, then 429 with Retry-After (for any address).
+    target = {"email": f"flooded_{tag}@example.com"}
+    for _ in range(20):
+        response = api.post("/auth/password-recovery", json=target)
+        if response.status_code == 429:
+            if not response.headers.get("retry-after", "").isdigit():
+                sys.exit("FAILED recovery limit: 429 without a Retry-After")
+            expect(response, 429, "recovery past the hourly limit")
+            break
+        expect(response, 202, "recovery within the hourly limit")
+    else:
+        sys.exit("FAILED recovery limit: 20 recoveries of one address in a row were all 202")
 
 
 def main(base_url: str) -> None:
@@ -188,6 +298,10 @@ def main(base_url: str) -> None:
                     201, "superuser creates a superuser")  # fmt: skip
     assert deputy["is_superuser"] is True, deputy
     expect(api.delete(f"/users/{deputy['id']}", headers=su), 204, "delete the deputy")
+
+    # Email.
+    if "/api/v1/auth/password-recovery" in api.get(f"{base_url}/openapi.json").json()["paths"]:
+        walk_email(api, tag, password)
 
     # Items.
     if has_items:

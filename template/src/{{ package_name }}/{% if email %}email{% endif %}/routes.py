@@ -1,0 +1,119 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Request, status
+from pydantic import StringConstraints
+from sqlmodel import SQLModel
+
+from ..auth import throttle
+from ..auth.dependencies import CurrentUser
+from ..core.db import SessionDep
+from ..core.models import WRITE_MODEL_CONFIG
+from ..core.params import SIGNED_IN, Responses
+from ..users.models import Email, Password
+from . import service
+from .config import get_email_settings
+from .outbox import delivery_lifespan
+
+# Read at start, so that a service that could not send its mails refuses to start, saying why.
+get_email_settings()
+
+# Its lifespan delivers the outbox's mails in the background while the application serves.
+router = APIRouter(lifespan=delivery_lifespan)
+
+# What secrets.token_urlsafe makes: anything else cannot be a mailed token.
+MailToken = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+]
+
+INVALID_TOKEN: Responses = {
+    status.HTTP_400_BAD_REQUEST: {"description": "Unknown, used or expired token"}
+}
+TOO_MANY: Responses = {
+    status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many mails asked for this hour"}
+}
+
+
+class PasswordRecovery(SQLModel):
+    model_config = WRITE_MODEL_CONFIG
+
+    email: Email
+
+
+class PasswordReset(SQLModel):
+    model_config = WRITE_MODEL_CONFIG
+
+    token: MailToken
+    new_password: Password
+
+
+class EmailVerification(SQLModel):
+    model_config = WRITE_MODEL_CONFIG
+
+    token: MailToken
+
+
+class Accepted(SQLModel):
+    message: str
+
+
+def _client(request: Request) -> str | None:
+    return throttle.address_key(request.client.host if request.client else None)
+
+
+@router.post(
+    "/auth/password-recovery",
+    tags=["auth"],
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=TOO_MANY,
+)
+async def recover_password(
+    session: SessionDep, request: Request, body: PasswordRecovery
+) -> Accepted:
+    """Mail a password-reset link, if an active account has this address.
+
+    The answer is the same whether or not one does.
+    """
+    await service.request_password_recovery(session, body.email, _client(request))
+    return Accepted(
+        message="If an active account has this address, a link to reset its password is on its way"
+    )
+
+
+@router.post(
+    "/auth/password-reset",
+    tags=["auth"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=INVALID_TOKEN,
+)
+async def reset_password(session: SessionDep, body: PasswordReset) -> None:
+    """Set a new password with a mailed token: every session of the account ends."""
+    await service.reset_password(session, body.token, body.new_password)
+
+
+@router.post(
+    "/users/me/email-verification",
+    tags=["users"],
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**SIGNED_IN, **TOO_MANY},
+)
+async def request_email_verification(
+    session: SessionDep, request: Request, user: CurrentUser
+) -> Accepted:
+    """Mail a verification link to your account's address."""
+    await service.request_verification(session, user, _client(request))
+    return Accepted(message="A verification link is on its way to your address")
+
+
+@router.post(
+    "/auth/verify-email",
+    tags=["auth"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        status.HTTP_400_BAD_REQUEST: {
+            "description": "Unknown, used or expired token, or one for an address the account "
+            "no longer has"
+        }
+    },
+)
+async def verify_email(session: SessionDep, body: EmailVerification) -> None:
+    await service.verify_email(session, body.token)
