@@ -61,13 +61,13 @@ def known_equivalents() -> dict[tuple[str, str], str]:
     return {(entry["module"], entry["mutant"]): entry["why"] for entry in entries}
 
 
-def evenly(items: list[Any], size: int) -> list[Any]:
-    """`size` items spread evenly from first to last (all of them for 0 or more than there are)."""
-    if size <= 0 or size >= len(items):
-        return items
+def evenly(values: list[Any], size: int) -> list[Any]:
+    """`size` values spread evenly from first to last (all for 0 or more than there are)."""
+    if size <= 0 or size >= len(values):
+        return values
     if size == 1:
-        return [items[len(items) // 2]]
-    return [items[round(i * (len(items) - 1) / (size - 1))] for i in range(size)]
+        return [values[len(values) // 2]]
+    return [values[round(i * (len(values) - 1) / (size - 1))] for i in range(size)]
 
 
 def describe(diff: str) -> str:
@@ -104,21 +104,22 @@ def mutate_module(
     timeout = max(60.0, 5 * (time.perf_counter() - started))
     with use_db(f"{module.replace('/', '_')}.sqlite", WorkDB.Mode.create) as work_db:
         init([path], work_db, {})
-        items = sorted(
+        mutants = sorted(
             work_db.work_items,
-            key=lambda item: (item.mutations[0].start_pos, item.mutations[0].operator_name,
-                              item.mutations[0].occurrence),
+            key=lambda mutant: (mutant.mutations[0].start_pos, mutant.mutations[0].operator_name,
+                              mutant.mutations[0].occurrence),
         )  # fmt: skip
-    print(f"{module}: {min(sample or len(items), len(items))} of {len(items)} mutants", flush=True)
+    count = len(mutants)
+    print(f"{module}: {min(sample or count, count)} of {count} mutants", flush=True)
     outcomes = []
-    for item in evenly(items, sample):
-        result = mutate_and_test(item.mutations, " ".join(command), timeout)
+    for mutant in evenly(mutants, sample):
+        result = mutate_and_test(mutant.mutations, " ".join(command), timeout)
         if result.diff is None:  # the mutation could not be applied
             continue
         description = describe(result.diff)
         outcomes.append(
             Outcome(
-                line=item.mutations[0].start_pos[0],
+                line=mutant.mutations[0].start_pos[0],
                 description=description,
                 killed=result.is_killed,
                 equivalent=equivalents.get((module, description)),
