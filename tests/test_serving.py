@@ -124,6 +124,56 @@ def test_a_body_after_headers_that_end_across_two_reads_is_no_header(server: Htt
     assert answer.startswith(b"HTTP/1.1 405 "), answer[:100]
 
 
+def test_a_body_behind_headers_in_the_same_read_is_no_header(server: Http) -> None:
+    # Headers and a body over the header limit sent at once: only the headers count.
+    body = b"a" * (40 * 1024)
+    sock = connect(server)
+    head = b"POST /api/v1/health/live HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+    send(sock, head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    answer, closed = answer_and_close(sock)
+    assert closed
+    assert answer.startswith(b"HTTP/1.1 405 "), answer[:100]
+
+
+def one_answer(sock: socket.socket) -> bytes:
+    """One response (status line, headers, a Content-Length body) on a kept-alive connection."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {received[:100]!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        body += chunk
+    assert len(body) == length, "more than one response"
+    return head
+
+
+def test_each_request_of_a_connection_is_counted_on_its_own(server: Http) -> None:
+    # 20 KiB of headers each: two of them together are over the limit, one is not.
+    fair = REQUEST + b"X-Fair: " + b"a" * (20 * 1024) + b"\r\n\r\n"
+    sock = connect(server)
+    for _ in range(2):
+        send(sock, fair)
+        assert one_answer(sock).startswith(b"HTTP/1.1 200 ")
+    # Pipelined: both requests in one send, the second closing the connection.
+    send(sock, fair + fair[:-2] + b"Connection: close\r\n\r\n")
+    answer, closed = answer_and_close(sock)
+    assert closed
+    assert answer.count(b"HTTP/1.1 200 ") == 2, answer[:100]
+    # The limit still holds for a request after others on the same connection.
+    sock = connect(server)
+    send(sock, fair)
+    assert one_answer(sock).startswith(b"HTTP/1.1 200 ")
+    send(sock, REQUEST + b"X-Big: " + b"a" * (64 * 1024) + b"\r\n\r\n")
+    answer, closed = answer_and_close(sock)
+    assert closed
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+
+
 @pytest.mark.parametrize("sent", [b"", REQUEST], ids=["nothing", "unfinished-headers"])
 def test_a_client_that_never_finishes_its_headers_is_dropped(server: Http, sent: bytes) -> None:
     sock = connect(server)
