@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import nox
 
@@ -30,6 +30,9 @@ nox.options.sessions = [
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on sys.path
+from tools.local_server import free_port, port_answers, running  # noqa: E402
+
 BUILD = ROOT / "build"
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 COPIER = "copier>=9.15"  # copier.yml's _min_copier_version; `nox -s min_copier` holds it
@@ -99,38 +102,19 @@ def postgres_database(session: nox.Session) -> Iterator[str | None]:
 # --- Serving ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serving(session: nox.Session, project: Path, package: str, **env: str) -> Iterator[str]:
     """Run the project under uvicorn; yields its base URL."""
     port = free_port()
     full_env = {k: v for k, v in {**os.environ, **project_env(**env)}.items() if v is not None}
-    log = (project / "uvicorn.log").open("w")
-    server = subprocess.Popen(
-        ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)],
-        cwd=project, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                session.error(f"uvicorn exited: {(project / 'uvicorn.log').read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                session.error("uvicorn did not start within 30 s")
-            time.sleep(0.2)
-        yield base_url
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
+    log = project / "uvicorn.log"
+
+    def fail(why: str) -> NoReturn:
+        session.error(f"uvicorn {why}:\n{log.read_text()}")
+
+    command = ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)]
+    with running(command, log=log, ready=port_answers(port), fail=fail, cwd=project, env=full_env):
+        yield f"http://127.0.0.1:{port}"
 
 
 # --- Sessions -----------------------------------------------------------------------
@@ -544,7 +528,6 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- goal` prints only the speed goal's table (bench/goal.py); the rest is
     listed in bench/run.py.
     """
-    sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on sys.path
     from bench import goal, run
 
     if shutil.which("wrk") is None and os.geteuid() == 0 and shutil.which("apt-get"):
