@@ -560,7 +560,7 @@ def bench(session: nox.Session) -> None:
         session.chdir(project)
         # Installed packages compiled, as on any machine after the first run: where
         # PYTHONDONTWRITEBYTECODE is set (as on this project's CI machine) every run would
-        # otherwise compile them again, about 2 s of each test run.
+        # otherwise compile them again at the start of each test run.
         uv(session, "sync", "--quiet", "--compile-bytecode")
         suite_started = time.perf_counter()
         if not only_goal:
