@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import nox
 
@@ -30,6 +30,9 @@ nox.options.sessions = [
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on sys.path
+from tools.local_server import free_port, port_answers, running  # noqa: E402
+
 BUILD = ROOT / "build"
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 COPIER = "copier>=9.15"  # copier.yml's _min_copier_version; `nox -s min_copier` holds it
@@ -96,13 +99,24 @@ def postgres_database(session: nox.Session) -> Iterator[str | None]:
         pg_admin(session, "drop", server, name)
 
 
+# --- Temporary folders ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def workspace(session: nox.Session, prefix: str) -> Iterator[Path]:
+    """A temporary folder for one session, removed afterwards whether the session passed or
+    failed; with KEEP_WORKDIR=1 it is kept (its path logged) to look into."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    finally:
+        if os.environ.get("KEEP_WORKDIR") == "1":
+            session.log(f"kept {workdir} (KEEP_WORKDIR=1)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- Serving ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -110,27 +124,14 @@ def serving(session: nox.Session, project: Path, package: str, **env: str) -> It
     """Run the project under uvicorn; yields its base URL."""
     port = free_port()
     full_env = {k: v for k, v in {**os.environ, **project_env(**env)}.items() if v is not None}
-    log = (project / "uvicorn.log").open("w")
-    server = subprocess.Popen(
-        ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)],
-        cwd=project, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                session.error(f"uvicorn exited: {(project / 'uvicorn.log').read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                session.error("uvicorn did not start within 30 s")
-            time.sleep(0.2)
-        yield base_url
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
+    log = project / "uvicorn.log"
+
+    def fail(why: str) -> NoReturn:
+        session.error(f"uvicorn {why}:\n{log.read_text()}")
+
+    command = ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)]
+    with running(command, log=log, ready=port_answers(port), fail=fail, cwd=project, env=full_env):
+        yield f"http://127.0.0.1:{port}"
 
 
 # --- Sessions -----------------------------------------------------------------------
@@ -187,37 +188,36 @@ def min_copier(session: nox.Session) -> None:
     installed = session.run("copier", "--version", silent=True)
     if version not in str(installed):
         session.error(f"copier {version} wanted, found {installed}")
-    workdir = Path(tempfile.mkdtemp(prefix="min-copier-"))
-    template, project = workdir / "template", workdir / "acme-orders"
-    template.mkdir()
-    shutil.copy(ROOT / "copier.yml", template / "copier.yml")
-    shutil.copytree(ROOT / "template", template / "template")
+    with workspace(session, "min-copier-") as workdir:
+        template, project = workdir / "template", workdir / "acme-orders"
+        template.mkdir()
+        shutil.copy(ROOT / "copier.yml", template / "copier.yml")
+        shutil.copytree(ROOT / "template", template / "template")
 
-    def git(cwd: Path, *args: str) -> None:
-        session.run("git", "-C", str(cwd), "-c", "user.name=nox", "-c", "user.email=nox@example.com",
-                    *args, external=True, silent=True)  # fmt: skip
+        def git(cwd: Path, *args: str) -> None:
+            session.run("git", "-C", str(cwd), "-c", "user.name=nox", "-c", "user.email=nox@example.com",
+                        *args, external=True, silent=True)  # fmt: skip
 
-    git(template, "init", "-q", "-b", "main")
-    git(template, "add", "-A")
-    git(template, "commit", "-qm", "v1")
-    git(template, "tag", "v1")
-    session.run("copier", "copy", "--defaults", "--quiet", "--data=project_name=Acme Orders",
-                str(template), str(project))  # fmt: skip
-    git(project, "init", "-q", "-b", "main")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "generated")
-    (template / "template" / "CHANGELOG.md").write_text("# Changelog\n\n## v2\n")
-    git(template, "add", "-A")
-    git(template, "commit", "-qm", "v2")
-    git(template, "tag", "v2")
-    session.chdir(project)
-    session.run("copier", "update", "--defaults", "--quiet", "--data=include_items=false")
-    answers = (project / ".copier-answers.yml").read_text()
-    if "_commit: v2" not in answers or not (project / "CHANGELOG.md").is_file():
-        session.error(f"the update did not bring v2:\n{answers}")
-    if (project / "src" / "acme_orders" / "items").exists():
-        session.error("the update did not switch include_items off")
-    shutil.rmtree(workdir, ignore_errors=True)
+        git(template, "init", "-q", "-b", "main")
+        git(template, "add", "-A")
+        git(template, "commit", "-qm", "v1")
+        git(template, "tag", "v1")
+        session.run("copier", "copy", "--defaults", "--quiet", "--data=project_name=Acme Orders",
+                    str(template), str(project))  # fmt: skip
+        git(project, "init", "-q", "-b", "main")
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", "generated")
+        (template / "template" / "CHANGELOG.md").write_text("# Changelog\n\n## v2\n")
+        git(template, "add", "-A")
+        git(template, "commit", "-qm", "v2")
+        git(template, "tag", "v2")
+        session.chdir(project)
+        session.run("copier", "update", "--defaults", "--quiet", "--data=include_items=false")
+        answers = (project / ".copier-answers.yml").read_text()
+        if "_commit: v2" not in answers or not (project / "CHANGELOG.md").is_file():
+            session.error(f"the update did not bring v2:\n{answers}")
+        if (project / "src" / "acme_orders" / "items").exists():
+            session.error("the update did not switch include_items off")
 
 
 # The answer sets whose generated projects get the full checks. Answers that change no
@@ -271,32 +271,31 @@ def generated(session: nox.Session, answers: dict[str, object], with_postgres: b
     session's Python as the project's interpreter.
     """
     session.install(COPIER, "httpx", "aiosmtpd")
-    workdir = Path(tempfile.mkdtemp(prefix="generated-"))
-    text_answers = {name: str(value).lower() if isinstance(value, bool) else str(value)
-                    for name, value in answers.items()}  # fmt: skip
-    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders",
-                                                          **text_answers})  # fmt: skip
-    package = "acme_orders"
-    python = str(session.python)
-    session.chdir(project)
-    uv(session, "sync", UV_PYTHON=python)
-    uv(session, "run", "ruff", "check", ".")
-    uv(session, "run", "ruff", "format", "--check", ".")
-    uv(session, "run", "mypy")
+    with workspace(session, "generated-") as workdir:
+        text_answers = {name: str(value).lower() if isinstance(value, bool) else str(value)
+                        for name, value in answers.items()}  # fmt: skip
+        project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders",
+                                                              **text_answers})  # fmt: skip
+        package = "acme_orders"
+        python = str(session.python)
+        session.chdir(project)
+        uv(session, "sync", UV_PYTHON=python)
+        uv(session, "run", "ruff", "check", ".")
+        uv(session, "run", "ruff", "format", "--check", ".")
+        uv(session, "run", "mypy")
 
-    sqlite_url = f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
-    check_migrations(session, sqlite_url)
-    # PostgreSQL-only tests would only skip here; they run in the PostgreSQL pass below.
-    uv(session, "run", "pytest", "-q", "-m", "not postgresql")
-    check_served_api(session, project, package, sqlite_url)
+        sqlite_url = f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
+        check_migrations(session, sqlite_url)
+        # PostgreSQL-only tests would only skip here; they run in the PostgreSQL pass below.
+        uv(session, "run", "pytest", "-q", "-m", "not postgresql")
+        check_served_api(session, project, package, sqlite_url)
 
-    if with_postgres:
-        with postgres_database(session) as served_url, postgres_database(session) as tests_url:
-            if served_url is not None and tests_url is not None:
-                check_migrations(session, served_url)
-                uv(session, "run", "pytest", "-q", TEST_DATABASE_URL=tests_url)
-                check_served_api(session, project, package, served_url)
-    shutil.rmtree(workdir, ignore_errors=True)
+        if with_postgres:
+            with postgres_database(session) as served_url, postgres_database(session) as tests_url:
+                if served_url is not None and tests_url is not None:
+                    check_migrations(session, served_url)
+                    uv(session, "run", "pytest", "-q", TEST_DATABASE_URL=tests_url)
+                    check_served_api(session, project, package, served_url)
 
 
 def check_migrations(session: nox.Session, database_url: str) -> None:
@@ -370,18 +369,17 @@ def fuzz(session: nox.Session) -> None:
     """
     seconds = os.environ.get("FUZZ_SECONDS", "20")
     session.install(COPIER, "schemathesis>=4.3")
-    workdir = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
-    session.chdir(project)
-    uv(session, "sync")
-    with postgres_database(session) as postgres_url:
-        databases = {"sqlite": f"sqlite+aiosqlite:///{workdir / 'fuzz.db'}"}
-        if postgres_url is not None:
-            databases["postgresql"] = postgres_url
-        for name, url in databases.items():
-            session.log(f"Fuzzing on {name}")
-            fuzz_served_project(session, project, url, seconds)
-    shutil.rmtree(workdir, ignore_errors=True)
+    with workspace(session, "fuzz-") as workdir:
+        project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
+        session.chdir(project)
+        uv(session, "sync")
+        with postgres_database(session) as postgres_url:
+            databases = {"sqlite": f"sqlite+aiosqlite:///{workdir / 'fuzz.db'}"}
+            if postgres_url is not None:
+                databases["postgresql"] = postgres_url
+            for name, url in databases.items():
+                session.log(f"Fuzzing on {name}")
+                fuzz_served_project(session, project, url, seconds)
 
 
 def fuzz_served_project(
@@ -462,34 +460,33 @@ def api_document(session: nox.Session) -> None:
     those pages is served locally).
     """
     session.install(COPIER, "openapi-python-client>=0.26", "httpx", "attrs", "python-dateutil")
-    workdir = Path(tempfile.mkdtemp(prefix="api-document-"))
-    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
-    session.chdir(project)
-    uv(session, "sync")
-    database_url = f"sqlite+aiosqlite:///{workdir / 'api.db'}"
-    env = served_env(database_url)
-    uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=database_url)
-    uv(session, "run", "python", "-m", "acme_orders.initial_data", **env)
-    browser = chromium(session)
-    generated = workdir / "generated"
-    with serving(session, project, "acme_orders", **env) as base_url:
-        session.run("openapi-python-client", "generate", f"--url={base_url}/openapi.json",
-                    f"--output-path={generated / 'client'}", "--meta=none")  # fmt: skip
-        session.run("python", str(ROOT / "tools" / "api_client.py"), str(generated), base_url,
-                    env={"SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
-                         "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"]})  # fmt: skip
-        if browser is None:
-            session.warn("SKIPPED the browser check of /docs: no chromium, and apt-get could "
-                         "not install it")  # fmt: skip
-        else:
-            docs = rendered_page(browser, f"{base_url}/docs", workdir / "profile")
-            if 'data-path="/api/v1/users/me"' not in docs or "users-read_me" not in docs:
-                session.error(f"/docs showed no operations with no network:\n{docs[:2000]}")
-            redoc = rendered_page(browser, f"{base_url}/redoc", workdir / "profile")
-            if "operation/users-read_me" not in redoc:
-                session.error(f"/redoc showed no operations with no network:\n{redoc[:2000]}")
-            session.log("/docs and /redoc render every operation with no network")
-    shutil.rmtree(workdir, ignore_errors=True)
+    with workspace(session, "api-document-") as workdir:
+        project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
+        session.chdir(project)
+        uv(session, "sync")
+        database_url = f"sqlite+aiosqlite:///{workdir / 'api.db'}"
+        env = served_env(database_url)
+        uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=database_url)
+        uv(session, "run", "python", "-m", "acme_orders.initial_data", **env)
+        browser = chromium(session)
+        generated = workdir / "generated"
+        with serving(session, project, "acme_orders", **env) as base_url:
+            session.run("openapi-python-client", "generate", f"--url={base_url}/openapi.json",
+                        f"--output-path={generated / 'client'}", "--meta=none")  # fmt: skip
+            session.run("python", str(ROOT / "tools" / "api_client.py"), str(generated), base_url,
+                        env={"SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
+                             "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"]})  # fmt: skip
+            if browser is None:
+                session.warn("SKIPPED the browser check of /docs: no chromium, and apt-get could "
+                             "not install it")  # fmt: skip
+            else:
+                docs = rendered_page(browser, f"{base_url}/docs", workdir / "profile")
+                if 'data-path="/api/v1/users/me"' not in docs or "users-read_me" not in docs:
+                    session.error(f"/docs showed no operations with no network:\n{docs[:2000]}")
+                redoc = rendered_page(browser, f"{base_url}/redoc", workdir / "profile")
+                if "operation/users-read_me" not in redoc:
+                    session.error(f"/redoc showed no operations with no network:\n{redoc[:2000]}")
+                session.log("/docs and /redoc render every operation with no network")
 
 
 # --- Operating it -------------------------------------------------------------------
@@ -512,26 +509,25 @@ def operations(session: nox.Session) -> None:
         session.warn(f"SKIPPED the operations checks: {message}.")
         return
     session.install(COPIER)
-    workdir = Path(tempfile.mkdtemp(prefix="operations-"))
-    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
-    session.chdir(project)
-    uv(session, "sync", "--quiet")
-    with postgres_database(session) as postgres_url:
-        url = postgres_url or f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
-        env = served_env(url)
-        uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
-        uv(session, "run", "python", "-m", "acme_orders.initial_data", **env)
-        # The workers' shared metrics directory goes under TMPDIR: into workdir, removed below.
-        env["TMPDIR"] = str(workdir)
-        with serving(session, project, "acme_orders", WEB_CONCURRENCY="2", **env) as base_url:
-            session.run(
-                "python", str(ROOT / "tools" / "operations_check.py"), base_url, binary,
-                str(workdir),
-                env={"SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
-                     "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"],
-                     "METRICS_PACKAGE": "acme_orders", "TMPDIR": str(workdir)},
-            )  # fmt: skip
-    shutil.rmtree(workdir, ignore_errors=True)
+    with workspace(session, "operations-") as workdir:
+        project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
+        session.chdir(project)
+        uv(session, "sync", "--quiet")
+        with postgres_database(session) as postgres_url:
+            url = postgres_url or f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
+            env = served_env(url)
+            uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
+            uv(session, "run", "python", "-m", "acme_orders.initial_data", **env)
+            # The workers' shared metrics directory goes under TMPDIR: into workdir, removed below.
+            env["TMPDIR"] = str(workdir)
+            with serving(session, project, "acme_orders", WEB_CONCURRENCY="2", **env) as base_url:
+                session.run(
+                    "python", str(ROOT / "tools" / "operations_check.py"), base_url, binary,
+                    str(workdir),
+                    env={"SUPERUSER_USERNAME": env["FIRST_SUPERUSER_USERNAME"],
+                         "SUPERUSER_PASSWORD": env["FIRST_SUPERUSER_PASSWORD"],
+                         "METRICS_PACKAGE": "acme_orders", "TMPDIR": str(workdir)},
+                )  # fmt: skip
 
 
 # --- Benchmark ----------------------------------------------------------------------
@@ -547,7 +543,6 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- goal` prints only the speed goal's table (bench/goal.py); the rest is
     listed in bench/run.py.
     """
-    sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on sys.path
     from bench import goal, run
 
     if shutil.which("wrk") is None and os.geteuid() == 0 and shutil.which("apt-get"):
@@ -558,43 +553,42 @@ def bench(session: nox.Session) -> None:
     baseline = os.environ.get("BENCH_BASELINE", "c860671")
     only_goal = session.posargs == ["goal"]
     session.install(COPIER)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    started = time.perf_counter()
-    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
-    copy_seconds = time.perf_counter() - started
-    older = render_commit(session, baseline, workdir / "baseline", workdir / f"acme-{baseline}")
-    session.chdir(older)
-    uv(session, "sync", "--quiet", "--compile-bytecode")
-    session.chdir(project)
-    # Installed packages compiled, as on any machine after the first run: where
-    # PYTHONDONTWRITEBYTECODE is set (as on this project's CI machine) every run would
-    # otherwise compile them again, about 2 s of each test run.
-    uv(session, "sync", "--quiet", "--compile-bytecode")
-    suite_started = time.perf_counter()
-    if not only_goal:
-        uv(session, "run", "pytest", "-q", "-p", "no:cacheprovider")
-    sqlite_suite = time.perf_counter() - suite_started
-    render_to_green = time.perf_counter() - started
-
-    with postgres_database(session) as url, postgres_database(session) as tests_url:
-        if url is None or tests_url is None:
-            session.error("the benchmark needs PostgreSQL")
+    with workspace(session, "bench-") as workdir:
+        started = time.perf_counter()
+        project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
+        copy_seconds = time.perf_counter() - started
+        older = render_commit(session, baseline, workdir / "baseline", workdir / f"acme-{baseline}")
+        session.chdir(older)
+        uv(session, "sync", "--quiet", "--compile-bytecode")
+        session.chdir(project)
+        # Installed packages compiled, as on any machine after the first run: where
+        # PYTHONDONTWRITEBYTECODE is set (as on this project's CI machine) every run would
+        # otherwise compile them again at the start of each test run.
+        uv(session, "sync", "--quiet", "--compile-bytecode")
         suite_started = time.perf_counter()
         if not only_goal:
-            uv(session, "run", "pytest", "-q", "-p", "no:cacheprovider",
-               TEST_DATABASE_URL=tests_url)  # fmt: skip
-        postgres_suite = time.perf_counter() - suite_started
-        uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
-        env = project_env(**served_env(url))
-        run.seed(session, url, env)
-        # First: the login flood at the end of measure_served leaves 127.0.0.1 throttled.
-        rows = goal.measure_goal(session, {"this tree": project, baseline: older}, env, seconds)
+            uv(session, "run", "pytest", "-q", "-p", "no:cacheprovider")
+        sqlite_suite = time.perf_counter() - suite_started
+        render_to_green = time.perf_counter() - started
+
+        with postgres_database(session) as url, postgres_database(session) as tests_url:
+            if url is None or tests_url is None:
+                session.error("the benchmark needs PostgreSQL")
+            suite_started = time.perf_counter()
+            if not only_goal:
+                uv(session, "run", "pytest", "-q", "-p", "no:cacheprovider",
+                   TEST_DATABASE_URL=tests_url)  # fmt: skip
+            postgres_suite = time.perf_counter() - suite_started
+            uv(session, "run", "alembic", "upgrade", "head", DATABASE_URL=url)
+            env = project_env(**served_env(url))
+            run.seed(session, url, env)
+            # First: the login flood at the end of measure_served leaves 127.0.0.1 throttled.
+            rows = goal.measure_goal(session, {"this tree": project, baseline: older}, env, seconds)
+            if not only_goal:
+                rows += run.measure_served(session, project, env, seconds)
         if not only_goal:
-            rows += run.measure_served(session, project, env, seconds)
-    if not only_goal:
-        rows += run.timing_rows(copy_seconds, render_to_green, sqlite_suite, postgres_suite)
-    run.print_table(rows)
-    shutil.rmtree(workdir, ignore_errors=True)
+            rows += run.timing_rows(copy_seconds, render_to_green, sqlite_suite, postgres_suite)
+        run.print_table(rows)
 
 
 def render_commit(session: nox.Session, commit: str, template: Path, destination: Path) -> Path:
@@ -627,18 +621,17 @@ def mutants(session: nox.Session) -> None:
     not a test: it exits 0 whatever the score. Runs niced, being minutes of CPU.
     """
     session.install(COPIER)
-    workdir = Path(tempfile.mkdtemp(prefix="mutants-"))
-    project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
-    session.chdir(project)
-    uv(session, "sync", "--quiet", "--group", "mutation")
-    nice = ["nice", "-n", "10"] if shutil.which("nice") else []
-    command = [*nice, "uv", "run", "--group", "mutation", "python", "-m", "tests.mutants"]
-    session.run(*command, env=project_env(), external=True)
-    with postgres_database(session) as url:
-        if url is not None:
-            modules = os.environ.get(
-                "MUTANTS_POSTGRES_MODULES", "auth/sessions.py,auth/throttle.py"
-            )
-            env = project_env(TEST_DATABASE_URL=url, MUTANTS_MODULES=modules)
-            session.run(*command, env=env, external=True)
-    shutil.rmtree(workdir, ignore_errors=True)
+    with workspace(session, "mutants-") as workdir:
+        project = render(session, workdir / "acme-orders", {"project_name": "Acme Orders"})
+        session.chdir(project)
+        uv(session, "sync", "--quiet", "--group", "mutation")
+        nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+        command = [*nice, "uv", "run", "--group", "mutation", "python", "-m", "tests.mutants"]
+        session.run(*command, env=project_env(), external=True)
+        with postgres_database(session) as url:
+            if url is not None:
+                modules = os.environ.get(
+                    "MUTANTS_POSTGRES_MODULES", "auth/sessions.py,auth/throttle.py"
+                )
+                env = project_env(TEST_DATABASE_URL=url, MUTANTS_MODULES=modules)
+                session.run(*command, env=env, external=True)

@@ -5,23 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import nox
 
+from tools.local_server import free_port, port_answers, running
+
 from .wrk import pinned
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -42,24 +38,18 @@ def bench_server(
     port = free_port()
     full_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     log_path = project.parent / f"{app.replace(':', '-')}-{port}.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [*pinned(cpus), "uv", "run", "--no-sync", "uvicorn", app, "--port", str(port),
-             "--loop", loop, "--http", http, *uvicorn_logging, *extra],
-            cwd=project, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                    break
-                if server.poll() is not None or time.monotonic() > deadline:
-                    session.error(f"{app} did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}", server
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
+    command = [
+        *pinned(cpus), "uv", "run", "--no-sync", "uvicorn", app, "--port", str(port),
+        "--loop", loop, "--http", http, *uvicorn_logging, *extra,
+    ]  # fmt: skip
+
+    def fail(why: str) -> NoReturn:
+        session.error(f"{app} did not start ({why}):\n{log_path.read_text()[-3000:]}")
+
+    with running(
+        command, log=log_path, ready=port_answers(port), fail=fail, cwd=project, env=full_env
+    ) as server:
+        yield f"http://127.0.0.1:{port}", server
 
 
 def sign_in(base_url: str, username: str, password: str) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,9 +20,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+
+from tools.local_server import free_port, port_answers, running
 
 
 def require(condition: bool, reason: str) -> None:
@@ -43,12 +44,6 @@ def postgres_bindir() -> Path | None:
         key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
     )
     return Path(candidates[-1]).parent if candidates else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:
@@ -169,22 +164,12 @@ def serving(
         env = env | {"HOST": "127.0.0.1", "PORT": str(port)}
     else:
         command = ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)]
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            command, cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert server.poll() is None, log.read_text()
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                    break
-                assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
-                time.sleep(0.2)
-            yield Http(f"http://127.0.0.1:{port}")
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
+
+    def fail(why: str) -> NoReturn:
+        raise AssertionError(f"uvicorn {why}:\n{log.read_text()}")
+
+    with running(command, log=log, ready=port_answers(port), fail=fail, cwd=project, env=env):
+        yield Http(f"http://127.0.0.1:{port}")
 
 
 @contextlib.contextmanager
@@ -219,10 +204,9 @@ pidfile = {root / "pgbouncer.pid"}
     command = [*cluster.prefix, program, "-d", str(root / "pgbouncer.ini")]
     subprocess.run(command, check=True, capture_output=True, timeout=30)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
+        # PgBouncer detaches (-d), so it is waited for here rather than by `running`.
+        deadline, answers = time.monotonic() + 10, port_answers(port)
+        while not answers():
             assert time.monotonic() < deadline, (root / "pgbouncer.log").read_text()
             time.sleep(0.1)
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"

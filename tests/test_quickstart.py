@@ -13,17 +13,17 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import yaml
+
+from tools.local_server import free_port, http_answers, running
 
 from .conftest import TEMPLATE
 
@@ -49,12 +49,6 @@ def run(cwd: Path, env: dict[str, str], *command: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{command} in {cwd}:\n{output}"
     return output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def dotenv(project: Path) -> dict[str, str]:
@@ -101,33 +95,18 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> QuickStart:
 def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
     """README's serve step on a free port, in a process group of its own, stopped afterwards."""
     port = free_port()
-    log_path = project.parent / "serve.log"  # outside the project, which git will track
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        ["bash", "-c", f"{SERVE} --port {port}"], cwd=project, env=env,
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    log = project.parent / "serve.log"  # outside the project, which git will track
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                with urllib.request.urlopen(f"{base}/api/v1/health/live", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.3)
+
+    def fail(why: str) -> NoReturn:
+        raise AssertionError(f"{SERVE} {why}:\n{log.read_text()}")
+
+    # fastapi dev runs a reloader and a server below it: own_group stops the whole group.
+    with running(
+        ["bash", "-c", f"{SERVE} --port {port}"], log=log, fail=fail, cwd=project, env=env,
+        ready=http_answers(f"{base}/api/v1/health/live"), seconds=60, interval=0.3, own_group=True,
+    ):  # fmt: skip
         yield base
-    finally:
-        # fastapi dev runs a reloader and a server below it: stop the whole group it leads.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def test_quick_start_names_the_template_by_an_absolute_path() -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,12 +21,17 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
+
+# Run as a script, this file's folder is on sys.path: the shared helper is `local_server` here
+# (`tools.local_server` from the repository root).
+from local_server import free_port, running
 
 ROUNDS = 40
 POOL_SIZE = 10  # the generated project's default DATABASE_POOL_SIZE
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     sys.exit(f"FAILED {message}")
 
 
@@ -122,12 +125,6 @@ def check_workers(base: str, package: str) -> None:
     print(f"ok: after logout the token is refused on {ROUNDS // 2} fresh connections")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def query(prometheus: str, promql: str) -> float | None:
     url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     status, body = request(url)
@@ -158,19 +155,18 @@ def check_prometheus(base: str, binary: str, workdir: Path) -> None:
         f"    static_configs:\n      - targets: ['{target}']\n"
     )
     port = free_port()
-    log = (workdir / "prometheus.log").open("w")
-    server = subprocess.Popen(
+    log = workdir / "prometheus.log"
+    prometheus = f"http://127.0.0.1:{port}"
+
+    def failed_to_start(why: str) -> NoReturn:
+        fail(f"Prometheus did not start ({why}): {log.read_text()}")
+
+    with running(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    prometheus = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while request_status(f"{prometheus}/-/ready") != 200:
-            if server.poll() is not None or time.monotonic() > deadline:
-                fail(f"Prometheus did not start: {(workdir / 'prometheus.log').read_text()}")
-            time.sleep(0.5)
+        log=log, fail=failed_to_start, seconds=60, interval=0.5,
+        ready=lambda: request_status(f"{prometheus}/-/ready") == 200,
+    ):  # fmt: skip
         wait_for(prometheus, 'up{job="service"}', 1)
         print(f"ok: Prometheus {binary} scrapes {target}: up")
         live = 'sum(http_requests_total{route="/api/v1/health/live",status="200"})'
@@ -186,10 +182,6 @@ def check_prometheus(base: str, binary: str, workdir: Path) -> None:
         for promql in alerts:
             query(prometheus, promql)
         print(f"ok: Prometheus accepts the {len(alerts)} PromQL lines of the project's README")
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
 
 
 def readme_promql(readme: Path) -> list[str]:

@@ -42,7 +42,7 @@ class RequestLimits:
 
     A POST to `sign_in_path` (the token route) gets 503 unread while the hashing queue is
     full. The route would refuse it too, but only after routing it and parsing its form:
-    about 2 ms of the event loop each, and under a flood of sign-ins every other request
+    event-loop time for each, and under a flood of sign-ins every other request
     waits behind them. The queue is read at each request (`security.hashing`), never kept.
     """
 

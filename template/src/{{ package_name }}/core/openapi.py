@@ -40,7 +40,7 @@ def operation_id(route: APIRoute) -> str:
 @cache
 def _summary() -> str:
     # The project's one-line description, from its package metadata (pyproject.toml). Read
-    # once: finding the distribution walks every installed package (~80 ms).
+    # once: finding the distribution walks every installed package.
     package = __name__.partition(".")[0]
     for name in (package, *packages_distributions().get(package, [])):
         with suppress(PackageNotFoundError):

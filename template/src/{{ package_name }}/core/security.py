@@ -37,7 +37,7 @@ def _issued_in_the_past(payload: dict[str, Any]) -> bool:
     return issued <= time.time() + CLOCK_SKEW_SECONDS
 
 
-# argon2 costs about 100 ms of CPU by design: always run it in a worker thread, never on
+# argon2 is costly in CPU by design: always run it in a worker thread, never on
 # the event loop. `deprecated="auto"` lets verify_and_update upgrade old hashes at login.
 password_context = CryptContext(schemes=["argon2"], deprecated="auto")
 
@@ -69,7 +69,7 @@ _holding_place: ContextVar[str | None] = ContextVar("holding_place", default=Non
 class HashingQueue:
     """Password hashing on `workers` threads, with at most `queue_size` hashes waiting.
 
-    Each hash takes a core for about 100 ms and tens of MB, so at most one runs per usable
+    Each hash holds a core for a while by design, and tens of MB, so at most one runs per usable
     CPU; a burst of sign-ins would otherwise starve the event loop and swell memory. What
     waits is bounded too, in number and in the time it would wait (from what hashes cost
     lately): beyond either a request is refused at once (503) instead of waiting longer than
