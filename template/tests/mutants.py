@@ -54,11 +54,16 @@ def settings() -> tuple[str, dict[str, list[str]]]:
     return package, modules
 
 
-def known_equivalents() -> dict[tuple[str, str], str]:
+def known_equivalents(kind: str) -> dict[tuple[str, str], str]:
+    """The listed equivalents; an entry with `databases` holds only on those (kind: sqlite...)."""
     if not EQUIVALENTS.exists():
         return {}
     entries = tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", [])
-    return {(entry["module"], entry["mutant"]): entry["why"] for entry in entries}
+    return {
+        (entry["module"], entry["mutant"]): entry["why"]
+        for entry in entries
+        if kind in entry.get("databases", [kind])
+    }
 
 
 def evenly(values: list[Any], size: int) -> list[Any]:
@@ -151,8 +156,9 @@ def main() -> None:
     sample = int(os.environ.get("MUTANTS_SAMPLE", "30"))
     chosen = [name for name in os.environ.get("MUTANTS_MODULES", "").split(",") if name]
     every_test = os.environ.get("MUTANTS_ALL_TESTS") == "1"
-    equivalents = known_equivalents()
-    database = (os.environ.get("TEST_DATABASE_URL") or "sqlite").split("@")[-1]
+    url = os.environ.get("TEST_DATABASE_URL") or "sqlite"
+    equivalents = known_equivalents(url.split(":")[0].split("+")[0])
+    database = url.split("@")[-1]
     print(f"Mutation testing on {database}, {sample or 'all'} mutants per module", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="mutants-"))
     copy = workdir / "project"

@@ -220,9 +220,11 @@ async def admit(session: AsyncSession, *, account: str, address: str | None) -> 
 
     failures = (await session.exec(_count(session, pair, moment, unless_blocked=True))).scalar()
     if failures is None:
-        # Another attempt made the pair wait since the check above.
+        # Another attempt made the pair wait since the check above: tell the wait it set.
+        raced = (await _rows(session, [pair])).get(pair)
         await session.rollback()
-        raise _throttled(moment, moment, by)
+        ends = _utc(raced.blocked_until) if raced and raced.blocked_until else moment
+        raise _throttled(ends, moment, by)
     account_failures = (
         await session.exec(_count(session, account, moment, unless_blocked=False))
     ).scalar_one()
