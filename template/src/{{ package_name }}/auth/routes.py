@@ -1,14 +1,14 @@
 from typing import Annotated, Literal, Self
 
-from fastapi import APIRouter, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, Form, Request, Response, status
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.config import JsonDict
 
 from ..core.db import SessionDep
-from ..core.params import SIGNED_IN
+from ..core.errors import BusyError, UnauthorizedError, responses
 from ..users.service import authenticate
 from . import throttle
-from .dependencies import CurrentCaller
+from .dependencies import SIGNED_IN, CurrentCaller, InactiveUserError
 from .sessions import Token, end_sessions, open_session, refresh_session
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -51,25 +51,20 @@ class TokenRequest(BaseModel):
         return self
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail=detail,
-        headers={"WWW-Authenticate": "Bearer"},
+class SignInRefusedError(UnauthorizedError):
+    description = (
+        "Incorrect username or password; or an unknown, spent, expired or ended refresh token"
     )
 
 
 @router.post(
     "/token",
-    responses={
-        status.HTTP_401_UNAUTHORIZED: {
-            "description": "Incorrect username or password; or an unknown, spent, expired or "
-            "ended refresh token"
-        },
-        status.HTTP_403_FORBIDDEN: {"description": "Inactive user"},
-        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many failed sign-ins"},
-        status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "Too many password checks at once"},
-    },
+    responses=responses(
+        SignInRefusedError,
+        InactiveUserError,
+        throttle.SignInThrottledError,
+        BusyError.described("Too many password checks at once"),
+    ),
 )
 async def login_for_access_token(
     session: SessionDep,
@@ -84,16 +79,16 @@ async def login_for_access_token(
         assert form.refresh_token is not None  # noqa: S101 (the form's validator)
         pair = await refresh_session(session, form.refresh_token)
         if pair is None:
-            raise _unauthorized("Invalid or expired refresh token")
+            raise SignInRefusedError("Invalid or expired refresh token")
         return pair
     assert form.username is not None  # noqa: S101
     assert form.password is not None  # noqa: S101
     address = throttle.address_key(request.client.host if request.client else None)
     user = await authenticate(session, form.username, form.password, address=address)
     if user is None:
-        raise _unauthorized("Incorrect username or password")
+        raise SignInRefusedError("Incorrect username or password")
     if not user.is_active:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user")
+        raise InactiveUserError
     return await open_session(session, user, request.headers.get("user-agent"))
 
 

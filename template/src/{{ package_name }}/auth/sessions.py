@@ -27,6 +27,10 @@ MAX_SESSIONS_PER_USER = 100
 USER_AGENT_MAX_LENGTH = 255
 
 
+class SessionNotFoundError(NotFoundError):
+    description = "Session not found"
+
+
 class UserSession(SQLModel, table=True):
     __tablename__ = "user_sessions"
     # AUTOINCREMENT: SQLite would otherwise hand a deleted session's id to the next one.
@@ -181,7 +185,7 @@ async def end_session(db: AsyncSession, user_id: int, session_id: int) -> None:
     ended = await end_sessions(db, user_id, only=session_id)
     await db.commit()
     if not ended:
-        raise NotFoundError("Session not found")
+        raise SessionNotFoundError
 
 
 async def end_all_sessions(db: AsyncSession, user_id: int) -> None:

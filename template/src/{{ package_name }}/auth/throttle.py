@@ -127,12 +127,16 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+class SignInThrottledError(TooManyRequestsError):
+    description = "Too many failed sign-ins"
+
+
 def _throttled(
     blocked_until: datetime, moment: datetime, by: Literal["account", "client"]
-) -> TooManyRequestsError:
+) -> SignInThrottledError:
     metrics.count_throttled_sign_in(by)
     seconds = max(1, math.ceil((blocked_until - moment).total_seconds()))
-    return TooManyRequestsError("Too many failed sign-ins; try again later", retry_after=seconds)
+    return SignInThrottledError("Too many failed sign-ins; try again later", retry_after=seconds)
 
 
 def _wait(failures_past_free: int) -> timedelta:

@@ -3,13 +3,19 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 
 from ..auth import sessions, throttle
-from ..auth.dependencies import CurrentCaller, CurrentUser, OptionalCaller, SuperUser
+from ..auth.dependencies import SIGNED_IN, CurrentCaller, CurrentUser, OptionalCaller, SuperUser
 from ..core.config import get_settings
 from ..core.db import SessionDep
-from ..core.errors import ForbiddenError
+from ..core.errors import (
+    ForbiddenError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    UniqueViolationError,
+    responses,
+)
 from ..core.models import MAX_ID
 from ..core.openapi import TOKEN_OPTIONAL
-from ..core.params import SIGNED_IN, Limit, Offset, Responses
+from ..core.params import Limit, Offset
 from . import service
 from .models import UpdatePassword, UserCreate, UserPublic, UsersPublic, UserUpdate, UserUpdateMe
 
@@ -17,26 +23,15 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
-NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "User not found"}}
-TAKEN: Responses = {status.HTTP_409_CONFLICT: {"description": "Username or email already taken"}}
-FORBIDDEN: Responses = {status.HTTP_403_FORBIDDEN: {"description": "Not allowed"}}
-LAST_SUPERUSER: Responses = {
-    status.HTTP_409_CONFLICT: {"description": "It would leave no active superuser"}
-}
-TAKEN_OR_LAST_SUPERUSER: Responses = {
-    status.HTTP_409_CONFLICT: {
-        "description": "Username or email already taken, or it would leave no active superuser"
-    }
-}
-UNAUTHORIZED: Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Invalid token"}}
-SESSION_NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "Session not found"}}
+# A unique index refuses a second account with a username or email already in use.
+TakenError = UniqueViolationError.described("Username or email already taken")
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**TAKEN, **FORBIDDEN, **UNAUTHORIZED},
+    responses=responses(TakenError, ForbiddenError, UnauthorizedError),
     # Anyone may sign up while registration is open, and a superuser's token counts.
     openapi_extra={TOKEN_OPTIONAL: True},
 )
@@ -59,7 +54,7 @@ async def read_me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.patch("/me", responses={**SIGNED_IN, **TAKEN})
+@router.patch("/me", responses=SIGNED_IN | responses(TakenError))
 async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateMe) -> UserPublic:
     return UserPublic.model_validate(await service.update_user(session, user, changes))
 
@@ -67,11 +62,11 @@ async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateM
 @router.put(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        **SIGNED_IN,
-        status.HTTP_400_BAD_REQUEST: {"description": "Current password is incorrect"},
-        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many failed password checks"},
-    },
+    responses=SIGNED_IN
+    | responses(
+        service.WrongPasswordError,
+        TooManyRequestsError.described("Too many failed password checks"),
+    ),
 )
 async def change_my_password(
     session: SessionDep, caller: CurrentCaller, change: UpdatePassword, request: Request
@@ -88,7 +83,9 @@ async def change_my_password(
 
 
 @router.delete(
-    "/me", status_code=status.HTTP_204_NO_CONTENT, responses={**SIGNED_IN, **LAST_SUPERUSER}
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=SIGNED_IN | responses(service.LastSuperuserError),
 )
 async def delete_me(session: SessionDep, user: CurrentUser) -> None:
     assert user.id is not None  # noqa: S101
@@ -112,7 +109,7 @@ async def end_my_sessions(session: SessionDep, caller: CurrentCaller) -> None:
 @router.delete(
     "/me/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**SIGNED_IN, **SESSION_NOT_FOUND},
+    responses=SIGNED_IN | responses(sessions.SessionNotFoundError),
 )
 async def end_my_session(session: SessionDep, caller: CurrentCaller, session_id: SessionId) -> None:
     assert caller.user.id is not None  # noqa: S101
@@ -127,7 +124,7 @@ async def list_users(
     return UsersPublic(data=[UserPublic.model_validate(user) for user in users], count=count)
 
 
-@router.get("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND})
+@router.get("/{user_id}", responses=SIGNED_IN | responses(service.UserNotFoundError))
 async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> UserPublic:
     if user.id == user_id:
         return UserPublic.model_validate(user)
@@ -136,7 +133,11 @@ async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> 
     return UserPublic.model_validate(await service.get_user(session, user_id))
 
 
-@router.patch("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND, **TAKEN_OR_LAST_SUPERUSER})
+@router.patch(
+    "/{user_id}",
+    responses=SIGNED_IN
+    | responses(service.UserNotFoundError, TakenError, service.LastSuperuserError),
+)
 async def update_user(
     session: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
 ) -> UserPublic:
@@ -147,7 +148,7 @@ async def update_user(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**SIGNED_IN, **NOT_FOUND, **LAST_SUPERUSER},
+    responses=SIGNED_IN | responses(service.UserNotFoundError, service.LastSuperuserError),
 )
 async def delete_user(session: SessionDep, _: SuperUser, user_id: UserId) -> None:
     await service.delete_user(session, user_id)

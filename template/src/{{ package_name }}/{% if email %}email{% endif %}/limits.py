@@ -23,6 +23,11 @@ from .models import EmailRateLimit
 WINDOW = timedelta(hours=1)
 PRUNE_INTERVAL_SECONDS = 60.0
 
+
+class TooManyMailsError(TooManyRequestsError):
+    description = "Too many mails asked for this hour"
+
+
 _table = EmailRateLimit.metadata.tables[EmailRateLimit.__tablename__]
 
 
@@ -89,7 +94,7 @@ async def refuse_past_limit(session: AsyncSession, keys: dict[str, int]) -> None
     wait = await count_mail(session, keys)
     if wait is not None:
         await session.commit()
-        raise TooManyRequestsError("Too many mails asked for; try again later", retry_after=wait)
+        raise TooManyMailsError("Too many mails asked for; try again later", retry_after=wait)
 
 
 _last_pruned = -math.inf

@@ -5,12 +5,12 @@ from pydantic import StringConstraints
 from sqlmodel import SQLModel
 
 from ..auth import throttle
-from ..auth.dependencies import CurrentUser
+from ..auth.dependencies import SIGNED_IN, CurrentUser
 from ..core.db import SessionDep
+from ..core.errors import responses
 from ..core.models import WRITE_MODEL_CONFIG
-from ..core.params import SIGNED_IN, Responses
 from ..users.models import Email, Password
-from . import service
+from . import limits, service
 from .config import get_email_settings
 from .outbox import delivery_lifespan
 
@@ -25,12 +25,8 @@ MailToken = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 
-INVALID_TOKEN: Responses = {
-    status.HTTP_400_BAD_REQUEST: {"description": "Unknown, used or expired token"}
-}
-TOO_MANY: Responses = {
-    status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many mails asked for this hour"}
-}
+INVALID_TOKEN = responses(service.InvalidTokenError)
+TOO_MANY = responses(limits.TooManyMailsError)
 
 
 class PasswordRecovery(SQLModel):
@@ -94,7 +90,7 @@ async def reset_password(session: SessionDep, body: PasswordReset) -> None:
     "/users/me/email-verification",
     tags=["users"],
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**SIGNED_IN, **TOO_MANY},
+    responses=SIGNED_IN | TOO_MANY,
 )
 async def request_email_verification(
     session: SessionDep, request: Request, user: CurrentUser
@@ -108,12 +104,7 @@ async def request_email_verification(
     "/auth/verify-email",
     tags=["auth"],
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        status.HTTP_400_BAD_REQUEST: {
-            "description": "Unknown, used or expired token, or one for an address the account "
-            "no longer has"
-        }
-    },
+    responses=responses(service.InvalidTokenError, service.AddressChangedError),
 )
 async def verify_email(session: SessionDep, body: EmailVerification) -> None:
     await service.verify_email(session, body.token)

@@ -15,7 +15,11 @@ from .tokens import find_token, spend_token
 
 
 class InvalidTokenError(ServiceError):
-    pass
+    description = "Unknown, used or expired token"
+
+
+class AddressChangedError(InvalidTokenError):
+    description = "One for an address the account no longer has"
 
 
 INVALID_TOKEN = "Invalid, used or expired token"  # noqa: S105 (a message)
@@ -84,7 +88,7 @@ async def verify_email(session: AsyncSession, token: str) -> None:
     if found is None or user is None:
         raise InvalidTokenError(INVALID_TOKEN)
     if user.email != found.email:
-        raise InvalidTokenError("This link is for an address the account no longer has")
+        raise AddressChangedError("This link is for an address the account no longer has")
     if not await spend_token(session, token, "verify_email"):
         await session.rollback()
         raise InvalidTokenError(INVALID_TOKEN)

@@ -2,10 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from ..auth.dependencies import CurrentUser
+from ..auth.dependencies import SIGNED_IN, CurrentUser
 from ..core.db import SessionDep
+from ..core.errors import responses
 from ..core.models import MAX_ID
-from ..core.params import SIGNED_IN, Limit, Offset, Responses
+from ..core.params import Limit, Offset
 from . import service
 from .models import ItemCreate, ItemPublic, ItemsPublic, ItemUpdate
 
@@ -13,7 +14,7 @@ from .models import ItemCreate, ItemPublic, ItemsPublic, ItemUpdate
 router = APIRouter(prefix="/items", tags=["items"], responses=SIGNED_IN)
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
-NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "Item not found"}}
+NOT_FOUND = responses(service.ItemNotFoundError)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

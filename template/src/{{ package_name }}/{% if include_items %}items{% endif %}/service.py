@@ -8,6 +8,10 @@ from ..users.models import User
 from .models import Item, ItemCreate, ItemUpdate
 
 
+class ItemNotFoundError(NotFoundError):
+    description = "Item not found"
+
+
 async def create_item(session: AsyncSession, item_in: ItemCreate, owner_id: int) -> Item:
     now = utcnow()
     item = Item.model_validate(
@@ -33,7 +37,7 @@ async def get_item(session: AsyncSession, viewer: User, item_id: int) -> Item:
     item = await session.get(Item, item_id)
     # Someone else's item is "not found": its existence is not revealed.
     if item is None or (item.owner_id != viewer.id and not viewer.is_superuser):
-        raise NotFoundError("Item not found")
+        raise ItemNotFoundError
     return item
 
 
