@@ -56,7 +56,7 @@ class Caller:
 
 
 def _user_from_row(row: Row[Any]) -> User:
-    """A User as the ORM would load it, detached: a route's session takes it in with add().
+    """A User as the ORM would load it, detached: a route's db session takes it in with add().
 
     Built as the ORM builds loaded objects (no validation, no change history), without its
     per-row machinery; any column the users table has becomes its attribute.
@@ -75,12 +75,12 @@ def _user_from_row(row: Row[Any]) -> User:
 _user_attributes: tuple[str, ...] = ()
 
 
-async def _caller_of(session: SessionDep, token: str) -> Caller:
+async def _caller_of(db: SessionDep, token: str) -> Caller:
     claims = read_access_token(token)
     if claims is None:
         raise NotSignedInError("Could not validate credentials")
     user_id, session_id = claims
-    connection = await session.connection()
+    connection = await db.connection()
     result = await connection.execute(
         _USER_OF_LIVE_SESSION, {"user_id": user_id, "session_id": session_id}
     )
@@ -98,29 +98,27 @@ async def _caller_of(session: SessionDep, token: str) -> Caller:
 
 
 async def get_current_caller(
-    session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
+    db: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
 ) -> Caller:
-    return await _caller_of(session, token)
+    return await _caller_of(db, token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def get_current_user(
-    session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
-) -> User:
-    return (await _caller_of(session, token)).user
+async def get_current_user(db: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]) -> User:
+    return (await _caller_of(db, token)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def get_optional_caller(
-    session: SessionDep,
+    db: SessionDep,
     token: Annotated[str | None, Depends(optional_oauth2_scheme)],
 ) -> Caller | None:
     """The caller where a token came with the request (it must be valid), else None."""
-    return None if token is None else await _caller_of(session, token)
+    return None if token is None else await _caller_of(db, token)
 
 
 OptionalCaller = Annotated[Caller | None, Depends(get_optional_caller)]

@@ -9,7 +9,7 @@ from ..core.errors import BusyError, UnauthorizedError, responses
 from ..users.service import authenticate
 from . import throttle
 from .dependencies import SIGNED_IN, CurrentCaller, InactiveUserError
-from .sessions import Token, end_sessions, open_session, refresh_session
+from .sessions import Token, end_sessions, refresh_session, start_session
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -67,7 +67,7 @@ class SignInRefusedError(UnauthorizedError):
     ),
 )
 async def login_for_access_token(
-    session: SessionDep,
+    db: SessionDep,
     request: Request,
     response: Response,
     form: Annotated[TokenRequest, Form()],
@@ -77,24 +77,24 @@ async def login_for_access_token(
     response.headers["Pragma"] = "no-cache"
     if form.grant_type == "refresh_token":
         assert form.refresh_token is not None  # noqa: S101 (the form's validator)
-        pair = await refresh_session(session, form.refresh_token)
+        pair = await refresh_session(db, form.refresh_token)
         if pair is None:
             raise SignInRefusedError("Invalid or expired refresh token")
         return pair
     assert form.username is not None  # noqa: S101
     assert form.password is not None  # noqa: S101
     address = throttle.address_key(request.client.host if request.client else None)
-    user = await authenticate(session, form.username, form.password, address=address)
+    user = await authenticate(db, form.username, form.password, address=address)
     if user is None:
         raise SignInRefusedError("Incorrect username or password")
     if not user.is_active:
         raise InactiveUserError
-    return await open_session(session, user, request.headers.get("user-agent"))
+    return await start_session(db, user, request.headers.get("user-agent"))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
-async def logout(session: SessionDep, caller: CurrentCaller) -> None:
+async def logout(db: SessionDep, caller: CurrentCaller) -> None:
     """End this session: its access and refresh tokens stop working."""
     assert caller.user.id is not None  # noqa: S101
-    await end_sessions(session, caller.user.id, only=caller.session_id)
-    await session.commit()
+    await end_sessions(db, caller.user.id, only=caller.session_id)
+    await db.commit()

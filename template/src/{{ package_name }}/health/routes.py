@@ -26,10 +26,10 @@ async def live() -> HealthStatus:
 
 
 @router.get("/ready", responses=responses(DatabaseUnreachableError))
-async def ready(session: SessionDep) -> HealthStatus:
+async def ready(db: SessionDep) -> HealthStatus:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await session.exec(select(1))
+            await db.exec(select(1))
     except Exception as error:  # any failure to answer means not ready
         raise DatabaseUnreachableError from error
     return HealthStatus()

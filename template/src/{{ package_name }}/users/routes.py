@@ -35,9 +35,7 @@ SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
     # Anyone may sign up while registration is open, and a superuser's token counts.
     openapi_extra={TOKEN_OPTIONAL: True},
 )
-async def register_user(
-    session: SessionDep, caller: OptionalCaller, user_in: UserCreate
-) -> UserPublic:
+async def register_user(db: SessionDep, caller: OptionalCaller, user_in: UserCreate) -> UserPublic:
     """Sign up; or, for a superuser, create any account, whatever USERS_OPEN_REGISTRATION says."""
     by_superuser = caller is not None and caller.user.is_superuser
     if not by_superuser:
@@ -45,7 +43,7 @@ async def register_user(
             raise ForbiddenError("Open registration is closed")
         if user_in.model_fields_set & {"is_active", "is_superuser"}:
             raise ForbiddenError("Only a superuser may set is_active or is_superuser")
-    user = await service.create_user(session, user_in)
+    user = await service.create_user(db, user_in)
     return UserPublic.model_validate(user)
 
 
@@ -55,8 +53,8 @@ async def read_me(user: CurrentUser) -> UserPublic:
 
 
 @router.patch("/me", responses=SIGNED_IN | responses(TakenError))
-async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateMe) -> UserPublic:
-    return UserPublic.model_validate(await service.update_user(session, user, changes))
+async def update_me(db: SessionDep, user: CurrentUser, changes: UserUpdateMe) -> UserPublic:
+    return UserPublic.model_validate(await service.update_user(db, user, changes))
 
 
 @router.put(
@@ -69,12 +67,12 @@ async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateM
     ),
 )
 async def change_my_password(
-    session: SessionDep, caller: CurrentCaller, change: UpdatePassword, request: Request
+    db: SessionDep, caller: CurrentCaller, change: UpdatePassword, request: Request
 ) -> None:
     """Every other session of the user ends; this one goes on. Wrong current passwords are
     throttled like failed sign-ins."""
     await service.change_password(
-        session,
+        db,
         caller.user,
         change,
         keep_session_id=caller.session_id,
@@ -87,23 +85,23 @@ async def change_my_password(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=SIGNED_IN | responses(service.LastSuperuserError),
 )
-async def delete_me(session: SessionDep, user: CurrentUser) -> None:
+async def delete_me(db: SessionDep, user: CurrentUser) -> None:
     assert user.id is not None  # noqa: S101
-    await service.delete_user(session, user.id)
+    await service.delete_user(db, user.id)
 
 
 @router.get("/me/sessions", responses=SIGNED_IN)
-async def list_my_sessions(session: SessionDep, caller: CurrentCaller) -> sessions.SessionsPublic:
+async def list_my_sessions(db: SessionDep, caller: CurrentCaller) -> sessions.SessionsPublic:
     """Your live sessions, the most recently used first; `current` marks this one."""
     assert caller.user.id is not None  # noqa: S101
-    return await sessions.list_sessions(session, caller.user.id, caller.session_id)
+    return await sessions.list_sessions(db, caller.user.id, caller.session_id)
 
 
 @router.delete("/me/sessions", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
-async def end_my_sessions(session: SessionDep, caller: CurrentCaller) -> None:
+async def end_my_sessions(db: SessionDep, caller: CurrentCaller) -> None:
     """End every session of yours, this one too."""
     assert caller.user.id is not None  # noqa: S101
-    await sessions.end_all_sessions(session, caller.user.id)
+    await sessions.end_all_sessions(db, caller.user.id)
 
 
 @router.delete(
@@ -111,26 +109,26 @@ async def end_my_sessions(session: SessionDep, caller: CurrentCaller) -> None:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=SIGNED_IN | responses(sessions.SessionNotFoundError),
 )
-async def end_my_session(session: SessionDep, caller: CurrentCaller, session_id: SessionId) -> None:
+async def end_my_session(db: SessionDep, caller: CurrentCaller, session_id: SessionId) -> None:
     assert caller.user.id is not None  # noqa: S101
-    await sessions.end_session(session, caller.user.id, session_id)
+    await sessions.end_session(db, caller.user.id, session_id)
 
 
 @router.get("", responses=SIGNED_IN)
 async def list_users(
-    session: SessionDep, _: SuperUser, offset: Offset = 0, limit: Limit = 100
+    db: SessionDep, _: SuperUser, offset: Offset = 0, limit: Limit = 100
 ) -> UsersPublic:
-    users, count = await service.list_users(session, offset=offset, limit=limit)
+    users, count = await service.list_users(db, offset=offset, limit=limit)
     return UsersPublic(data=[UserPublic.model_validate(user) for user in users], count=count)
 
 
 @router.get("/{user_id}", responses=SIGNED_IN | responses(service.UserNotFoundError))
-async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> UserPublic:
+async def read_user(db: SessionDep, user: CurrentUser, user_id: UserId) -> UserPublic:
     if user.id == user_id:
         return UserPublic.model_validate(user)
     if not user.is_superuser:
         raise ForbiddenError("Not allowed to read other users")
-    return UserPublic.model_validate(await service.get_user(session, user_id))
+    return UserPublic.model_validate(await service.get_user(db, user_id))
 
 
 @router.patch(
@@ -139,10 +137,10 @@ async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> 
     | responses(service.UserNotFoundError, TakenError, service.LastSuperuserError),
 )
 async def update_user(
-    session: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
+    db: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
 ) -> UserPublic:
-    user = await service.get_user(session, user_id)
-    return UserPublic.model_validate(await service.update_user(session, user, changes))
+    user = await service.get_user(db, user_id)
+    return UserPublic.model_validate(await service.update_user(db, user, changes))
 
 
 @router.delete(
@@ -150,5 +148,5 @@ async def update_user(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=SIGNED_IN | responses(service.UserNotFoundError, service.LastSuperuserError),
 )
-async def delete_user(session: SessionDep, _: SuperUser, user_id: UserId) -> None:
-    await service.delete_user(session, user_id)
+async def delete_user(db: SessionDep, _: SuperUser, user_id: UserId) -> None:
+    await service.delete_user(db, user_id)

@@ -62,14 +62,12 @@ def _client(request: Request) -> str | None:
     status_code=status.HTTP_202_ACCEPTED,
     responses=TOO_MANY,
 )
-async def recover_password(
-    session: SessionDep, request: Request, body: PasswordRecovery
-) -> Accepted:
+async def recover_password(db: SessionDep, request: Request, body: PasswordRecovery) -> Accepted:
     """Mail a password-reset link, if an active account has this address.
 
     The answer is the same whether or not one does.
     """
-    await service.request_password_recovery(session, body.email, _client(request))
+    await service.request_password_recovery(db, body.email, _client(request))
     return Accepted(
         message="If an active account has this address, a link to reset its password is on its way"
     )
@@ -81,9 +79,9 @@ async def recover_password(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=INVALID_TOKEN,
 )
-async def reset_password(session: SessionDep, body: PasswordReset) -> None:
+async def reset_password(db: SessionDep, body: PasswordReset) -> None:
     """Set a new password with a mailed token: every session of the account ends."""
-    await service.reset_password(session, body.token, body.new_password)
+    await service.reset_password(db, body.token, body.new_password)
 
 
 @router.post(
@@ -93,10 +91,10 @@ async def reset_password(session: SessionDep, body: PasswordReset) -> None:
     responses=SIGNED_IN | TOO_MANY,
 )
 async def request_email_verification(
-    session: SessionDep, request: Request, user: CurrentUser
+    db: SessionDep, request: Request, user: CurrentUser
 ) -> Accepted:
     """Mail a verification link to your account's address."""
-    await service.request_verification(session, user, _client(request))
+    await service.request_verification(db, user, _client(request))
     return Accepted(message="A verification link is on its way to your address")
 
 
@@ -106,5 +104,5 @@ async def request_email_verification(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(service.InvalidTokenError, service.AddressChangedError),
 )
-async def verify_email(session: SessionDep, body: EmailVerification) -> None:
-    await service.verify_email(session, body.token)
+async def verify_email(db: SessionDep, body: EmailVerification) -> None:
+    await service.verify_email(db, body.token)
