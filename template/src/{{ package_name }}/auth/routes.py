@@ -6,9 +6,9 @@ from pydantic.config import JsonDict
 
 from ..core.db import SessionDep
 from ..core.errors import BusyError, UnauthorizedError, responses
-from ..users.service import authenticate
 from . import throttle
 from .dependencies import SIGNED_IN, CurrentCaller, InactiveUserError
+from .service import authenticate
 from .sessions import Token, end_sessions, refresh_session, start_session
 
 router = APIRouter(prefix="/auth", tags=["auth"])

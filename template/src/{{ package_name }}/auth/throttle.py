@@ -38,6 +38,7 @@ from ..core import metrics
 from ..core.config import get_settings
 from ..core.errors import TooManyRequestsError
 from ..core.models import utcnow
+from ..users.service import fold_login
 
 # The first wait after the free attempts; each further failure doubles it.
 FIRST_WAIT = timedelta(seconds=1)
@@ -70,24 +71,6 @@ class SignInThrottle(SQLModel, table=True):
 def now() -> datetime:
     """The current time (the tests move it)."""
     return utcnow()
-
-
-def fold_login(login: str) -> str:
-    """A login as both the lookup (users/service.py) and the throttle key compare it.
-
-    Case is ignored. A non-ASCII spelling that folds to ASCII (the Kelvin sign, U+212A,
-    folds to "k") names no account, and is marked so that its key is never an ASCII
-    login's: were it counted against the key of the login it resembles only when that
-    names no account, its failures would tell which accounts exist.
-    """
-    folded = login.lower()
-    if folded.isascii() and not login.isascii():
-        return UNMATCHABLE + folded
-    return folded
-
-
-# Starts the fold of a login that names no account, whatever the database holds.
-UNMATCHABLE = "\x00"
 
 
 def account_key(user_id: int | None, login: str) -> str:

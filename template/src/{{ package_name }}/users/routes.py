@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 
+from ..auth import service as auth_service
 from ..auth import sessions, throttle
 from ..auth.dependencies import SIGNED_IN, CurrentCaller, CurrentUser, OptionalCaller, SuperUser
 from ..core.config import get_settings
@@ -54,7 +55,8 @@ async def read_me(user: CurrentUser) -> UserPublic:
 
 @router.patch("/me", responses=SIGNED_IN | responses(TakenError))
 async def update_me(db: SessionDep, user: CurrentUser, changes: UserUpdateMe) -> UserPublic:
-    return UserPublic.model_validate(await service.update_user(db, user, changes))
+    updated = await service.update_user(db, user, changes, end_sessions=sessions.end_sessions)
+    return UserPublic.model_validate(updated)
 
 
 @router.put(
@@ -62,7 +64,7 @@ async def update_me(db: SessionDep, user: CurrentUser, changes: UserUpdateMe) ->
     status_code=status.HTTP_204_NO_CONTENT,
     responses=SIGNED_IN
     | responses(
-        service.WrongPasswordError,
+        auth_service.WrongPasswordError,
         TooManyRequestsError.described("Too many failed password checks"),
     ),
 )
@@ -71,7 +73,7 @@ async def change_my_password(
 ) -> None:
     """Every other session of the user ends; this one goes on. Wrong current passwords are
     throttled like failed sign-ins."""
-    await service.change_password(
+    await auth_service.change_password(
         db,
         caller.user,
         change,
@@ -140,7 +142,8 @@ async def update_user(
     db: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
 ) -> UserPublic:
     user = await service.get_user(db, user_id)
-    return UserPublic.model_validate(await service.update_user(db, user, changes))
+    updated = await service.update_user(db, user, changes, end_sessions=sessions.end_sessions)
+    return UserPublic.model_validate(updated)
 
 
 @router.delete(
