@@ -1,3 +1,10 @@
+"""The error vocabulary (ServiceError classes) and the handlers that turn errors into responses.
+
+One piece past ~150 lines because a class's status, headers and description and the handler
+that answers with them change together. Touch it to add a kind of error every domain shares;
+a domain's own errors subclass these in its package.
+"""
+
 import logging
 import re
 from typing import Any, ClassVar
