@@ -29,7 +29,7 @@ class NotASuperuserError(Exception):
     """The configured account exists but is not an active superuser."""
 
 
-async def create_first_superuser(session: AsyncSession, settings: Settings) -> tuple[User, bool]:
+async def create_first_superuser(db: AsyncSession, settings: Settings) -> tuple[User, bool]:
     """Returns the superuser and whether it was created now."""
     if not settings.FIRST_SUPERUSER_PASSWORD:
         msg = "FIRST_SUPERUSER_PASSWORD is not set (in the environment or .env)"
@@ -50,10 +50,10 @@ async def create_first_superuser(session: AsyncSession, settings: Settings) -> t
         email=settings.FIRST_SUPERUSER_EMAIL,
         password=settings.FIRST_SUPERUSER_PASSWORD,
     )
-    by_name = await service.get_user_by_login(session, user_in.username)
-    by_email = await service.get_user_by_login(session, user_in.email)
+    by_name = await service.get_user_by_login(db, user_in.username)
+    by_email = await service.get_user_by_login(db, user_in.email)
     if by_name is None and by_email is None:
-        return await service.create_user(session, user_in, is_superuser=True), True
+        return await service.create_user(db, user_in, is_superuser=True), True
     if by_name is not None and by_email is not None and by_name.id != by_email.id:
         msg = (
             f"FIRST_SUPERUSER_USERNAME {user_in.username!r} is the account {by_name.username!r} "
@@ -78,8 +78,8 @@ async def create_first_superuser(session: AsyncSession, settings: Settings) -> t
 async def main() -> int:
     settings = get_settings()
     try:
-        async with SessionFactory() as session:
-            user, created = await create_first_superuser(session, settings)
+        async with SessionFactory() as db:
+            user, created = await create_first_superuser(db, settings)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)

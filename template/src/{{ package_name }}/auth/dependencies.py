@@ -1,12 +1,13 @@
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Row, Table, bindparam, exists, inspect, select
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 
 from ..core.db import SessionDep
+from ..core.errors import ForbiddenError, UnauthorizedError, responses
 from ..core.security import read_access_token
 from ..users.models import User
 from .sessions import UserSession
@@ -30,12 +31,20 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 optional_oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail=detail,
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+class NotSignedInError(UnauthorizedError):
+    description = "Missing, invalid or expired token"
+
+
+class InactiveUserError(ForbiddenError):
+    description = "Inactive user"
+
+
+class NotSuperuserError(ForbiddenError):
+    description = "Superuser privileges required"
+
+
+# What a route that needs a signed-in user can answer besides its own errors.
+SIGNED_IN = responses(NotSignedInError, InactiveUserError, ForbiddenError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +56,7 @@ class Caller:
 
 
 def _user_from_row(row: Row[Any]) -> User:
-    """A User as the ORM would load it, detached: a route's session takes it in with add().
+    """A User as the ORM would load it, detached: a route's db session takes it in with add().
 
     Built as the ORM builds loaded objects (no validation, no change history), without its
     per-row machinery; any column the users table has becomes its attribute.
@@ -66,21 +75,21 @@ def _user_from_row(row: Row[Any]) -> User:
 _user_attributes: tuple[str, ...] = ()
 
 
-async def _caller_of(session: SessionDep, token: str) -> Caller:
+async def _caller_of(db: SessionDep, token: str) -> Caller:
     claims = read_access_token(token)
     if claims is None:
-        raise _unauthorized("Could not validate credentials")
+        raise NotSignedInError("Could not validate credentials")
     user_id, session_id = claims
-    connection = await session.connection()
+    connection = await db.connection()
     result = await connection.execute(
         _USER_OF_LIVE_SESSION, {"user_id": user_id, "session_id": session_id}
     )
     row = result.first()
     if row is None:
-        raise _unauthorized("Could not validate credentials")
+        raise NotSignedInError("Could not validate credentials")
     user = _user_from_row(row)
     if not user.is_active:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user")
+        raise InactiveUserError
     return Caller(user=user, session_id=session_id)
 
 
@@ -89,29 +98,27 @@ async def _caller_of(session: SessionDep, token: str) -> Caller:
 
 
 async def get_current_caller(
-    session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
+    db: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
 ) -> Caller:
-    return await _caller_of(session, token)
+    return await _caller_of(db, token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def get_current_user(
-    session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
-) -> User:
-    return (await _caller_of(session, token)).user
+async def get_current_user(db: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]) -> User:
+    return (await _caller_of(db, token)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def get_optional_caller(
-    session: SessionDep,
+    db: SessionDep,
     token: Annotated[str | None, Depends(optional_oauth2_scheme)],
 ) -> Caller | None:
     """The caller where a token came with the request (it must be valid), else None."""
-    return None if token is None else await _caller_of(session, token)
+    return None if token is None else await _caller_of(db, token)
 
 
 OptionalCaller = Annotated[Caller | None, Depends(get_optional_caller)]
@@ -119,9 +126,7 @@ OptionalCaller = Annotated[Caller | None, Depends(get_optional_caller)]
 
 async def get_current_superuser(user: CurrentUser) -> User:
     if not user.is_superuser:
-        raise HTTPException(
-            status_code=status.HTTP_403_FORBIDDEN, detail="Superuser privileges required"
-        )
+        raise NotSuperuserError
     return user
 
 

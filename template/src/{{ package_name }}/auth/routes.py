@@ -1,15 +1,15 @@
 from typing import Annotated, Literal, Self
 
-from fastapi import APIRouter, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, Form, Request, Response, status
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.config import JsonDict
 
 from ..core.db import SessionDep
-from ..core.params import SIGNED_IN
-from ..users.service import authenticate
+from ..core.errors import BusyError, UnauthorizedError, responses
 from . import throttle
-from .dependencies import CurrentCaller
-from .sessions import Token, end_sessions, open_session, refresh_session
+from .dependencies import SIGNED_IN, CurrentCaller, InactiveUserError
+from .service import authenticate
+from .sessions import Token, end_sessions, refresh_session, start_session
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -51,28 +51,23 @@ class TokenRequest(BaseModel):
         return self
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail=detail,
-        headers={"WWW-Authenticate": "Bearer"},
+class SignInRefusedError(UnauthorizedError):
+    description = (
+        "Incorrect username or password; or an unknown, spent, expired or ended refresh token"
     )
 
 
 @router.post(
     "/token",
-    responses={
-        status.HTTP_401_UNAUTHORIZED: {
-            "description": "Incorrect username or password; or an unknown, spent, expired or "
-            "ended refresh token"
-        },
-        status.HTTP_403_FORBIDDEN: {"description": "Inactive user"},
-        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many failed sign-ins"},
-        status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "Too many password checks at once"},
-    },
+    responses=responses(
+        SignInRefusedError,
+        InactiveUserError,
+        throttle.SignInThrottledError,
+        BusyError.described("Too many password checks at once"),
+    ),
 )
 async def login_for_access_token(
-    session: SessionDep,
+    db: SessionDep,
     request: Request,
     response: Response,
     form: Annotated[TokenRequest, Form()],
@@ -82,24 +77,24 @@ async def login_for_access_token(
     response.headers["Pragma"] = "no-cache"
     if form.grant_type == "refresh_token":
         assert form.refresh_token is not None  # noqa: S101 (the form's validator)
-        pair = await refresh_session(session, form.refresh_token)
+        pair = await refresh_session(db, form.refresh_token)
         if pair is None:
-            raise _unauthorized("Invalid or expired refresh token")
+            raise SignInRefusedError("Invalid or expired refresh token")
         return pair
     assert form.username is not None  # noqa: S101
     assert form.password is not None  # noqa: S101
     address = throttle.address_key(request.client.host if request.client else None)
-    user = await authenticate(session, form.username, form.password, address=address)
+    user = await authenticate(db, form.username, form.password, address=address)
     if user is None:
-        raise _unauthorized("Incorrect username or password")
+        raise SignInRefusedError("Incorrect username or password")
     if not user.is_active:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user")
-    return await open_session(session, user, request.headers.get("user-agent"))
+        raise InactiveUserError
+    return await start_session(db, user, request.headers.get("user-agent"))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
-async def logout(session: SessionDep, caller: CurrentCaller) -> None:
+async def logout(db: SessionDep, caller: CurrentCaller) -> None:
     """End this session: its access and refresh tokens stop working."""
     assert caller.user.id is not None  # noqa: S101
-    await end_sessions(session, caller.user.id, only=caller.session_id)
-    await session.commit()
+    await end_sessions(db, caller.user.id, only=caller.session_id)
+    await db.commit()

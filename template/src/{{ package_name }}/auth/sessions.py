@@ -27,6 +27,10 @@ MAX_SESSIONS_PER_USER = 100
 USER_AGENT_MAX_LENGTH = 255
 
 
+class SessionNotFoundError(NotFoundError):
+    description = "Session not found"
+
+
 class UserSession(SQLModel, table=True):
     __tablename__ = "user_sessions"
     # AUTOINCREMENT: SQLite would otherwise hand a deleted session's id to the next one.
@@ -85,7 +89,7 @@ def _clean_user_agent(user_agent: str | None) -> str | None:
     return user_agent.replace("\x00", "")[:USER_AGENT_MAX_LENGTH] or None
 
 
-async def open_session(db: AsyncSession, user: User, user_agent: str | None) -> Token:
+async def start_session(db: AsyncSession, user: User, user_agent: str | None) -> Token:
     """A new session for a user who just proved who they are; commits."""
     assert user.id is not None  # noqa: S101
     now = utcnow()
@@ -108,7 +112,7 @@ async def open_session(db: AsyncSession, user: User, user_agent: str | None) -> 
     )
     jti = secrets.token_urlsafe(32)
     expires = _refresh_expiry(now)
-    session = UserSession(
+    user_session = UserSession(
         user_id=user.id,
         created_at=now,
         last_used_at=now,
@@ -116,10 +120,10 @@ async def open_session(db: AsyncSession, user: User, user_agent: str | None) -> 
         refresh_token_hash=digest(jti),
         refresh_expires_at=expires,
     )
-    db.add(session)
+    db.add(user_session)
     await db.commit()
-    assert session.id is not None  # noqa: S101
-    return _token_pair(user.id, session.id, jti, expires)
+    assert user_session.id is not None  # noqa: S101
+    return _token_pair(user.id, user_session.id, jti, expires)
 
 
 async def refresh_session(db: AsyncSession, refresh_token: str) -> Token | None:
@@ -181,7 +185,7 @@ async def end_session(db: AsyncSession, user_id: int, session_id: int) -> None:
     ended = await end_sessions(db, user_id, only=session_id)
     await db.commit()
     if not ended:
-        raise NotFoundError("Session not found")
+        raise SessionNotFoundError
 
 
 async def end_all_sessions(db: AsyncSession, user_id: int) -> None:

@@ -38,6 +38,7 @@ from ..core import metrics
 from ..core.config import get_settings
 from ..core.errors import TooManyRequestsError
 from ..core.models import utcnow
+from ..users.service import fold_login
 
 # The first wait after the free attempts; each further failure doubles it.
 FIRST_WAIT = timedelta(seconds=1)
@@ -70,24 +71,6 @@ class SignInThrottle(SQLModel, table=True):
 def now() -> datetime:
     """The current time (the tests move it)."""
     return utcnow()
-
-
-def fold_login(login: str) -> str:
-    """A login as both the lookup (users/service.py) and the throttle key compare it.
-
-    Case is ignored. A non-ASCII spelling that folds to ASCII (the Kelvin sign, U+212A,
-    folds to "k") names no account, and is marked so that its key is never an ASCII
-    login's: were it counted against the key of the login it resembles only when that
-    names no account, its failures would tell which accounts exist.
-    """
-    folded = login.lower()
-    if folded.isascii() and not login.isascii():
-        return UNMATCHABLE + folded
-    return folded
-
-
-# Starts the fold of a login that names no account, whatever the database holds.
-UNMATCHABLE = "\x00"
 
 
 def account_key(user_id: int | None, login: str) -> str:
@@ -127,12 +110,16 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+class SignInThrottledError(TooManyRequestsError):
+    description = "Too many failed sign-ins"
+
+
 def _throttled(
     blocked_until: datetime, moment: datetime, by: Literal["account", "client"]
-) -> TooManyRequestsError:
+) -> SignInThrottledError:
     metrics.count_throttled_sign_in(by)
     seconds = max(1, math.ceil((blocked_until - moment).total_seconds()))
-    return TooManyRequestsError("Too many failed sign-ins; try again later", retry_after=seconds)
+    return SignInThrottledError("Too many failed sign-ins; try again later", retry_after=seconds)
 
 
 def _wait(failures_past_free: int) -> timedelta:
@@ -143,18 +130,18 @@ def _wait(failures_past_free: int) -> timedelta:
 _table = SignInThrottle.metadata.tables[SignInThrottle.__tablename__]
 
 
-def _upsert(session: AsyncSession, values: dict[str, Any]) -> Any:
-    dialect = session.get_bind().dialect.name
+def _upsert(db: AsyncSession, values: dict[str, Any]) -> Any:
+    dialect = db.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(_table).values(values)
 
 
-def _count(session: AsyncSession, key: str, moment: datetime, *, unless_blocked: bool) -> Any:
+def _count(db: AsyncSession, key: str, moment: datetime, *, unless_blocked: bool) -> Any:
     """One more consecutive attempt for `key` (forgotten after MEMORY), returning the count."""
     forgotten = col(SignInThrottle.last_attempt_at) < moment - MEMORY
     return (
         _upsert(
-            session,
+            db,
             {"key": key, "failures": 1, "window_started_at": moment, "last_attempt_at": moment},
         )
         .on_conflict_do_update(
@@ -173,14 +160,14 @@ def _count(session: AsyncSession, key: str, moment: datetime, *, unless_blocked:
     )
 
 
-async def _rows(session: AsyncSession, keys: list[str]) -> dict[str, Any]:
+async def _rows(db: AsyncSession, keys: list[str]) -> dict[str, Any]:
     # Plain rows, not objects the session would keep (and then compare, naive dates from
     # SQLite against aware ones, at every bulk DELETE or UPDATE).
     statement: Any = _table.select().where(_table.c.key.in_(keys))
-    return {row.key: row for row in (await session.exec(statement)).all()}
+    return {row.key: row for row in (await db.exec(statement)).all()}
 
 
-async def admit(session: AsyncSession, *, account: str, address: str | None) -> None:
+async def admit(db: AsyncSession, *, account: str, address: str | None) -> None:
     """Count a sign-in attempt against its pair and account, or refuse it (429).
 
     The attempt counts as a failure until record_success says otherwise, and is counted
@@ -191,7 +178,7 @@ async def admit(session: AsyncSession, *, account: str, address: str | None) -> 
     settings = get_settings()
     moment = now()
     pair = pair_key(account, address)
-    rows = await _rows(session, [pair, account] if address is None else [pair, account, address])
+    rows = await _rows(db, [pair, account] if address is None else [pair, account, address])
     window = timedelta(seconds=settings.SIGN_IN_ADDRESS_WINDOW_SECONDS)
     address_row = rows.get(address or "")
     address_over = (
@@ -218,37 +205,37 @@ async def admit(session: AsyncSession, *, account: str, address: str | None) -> 
     if account_over and pair_failed and account_ends is not None and account_ends > moment:
         raise _throttled(account_ends, moment, "account")
 
-    failures = (await session.exec(_count(session, pair, moment, unless_blocked=True))).scalar()
+    failures = (await db.exec(_count(db, pair, moment, unless_blocked=True))).scalar()
     if failures is None:
         # Another attempt made the pair wait since the check above: tell the wait it set.
-        raced = (await _rows(session, [pair])).get(pair)
-        await session.rollback()
+        raced = (await _rows(db, [pair])).get(pair)
+        await db.rollback()
         ends = _utc(raced.blocked_until) if raced and raced.blocked_until else moment
         raise _throttled(ends, moment, by)
     account_failures = (
-        await session.exec(_count(session, account, moment, unless_blocked=False))
+        await db.exec(_count(db, account, moment, unless_blocked=False))
     ).scalar_one()
     # Should this attempt fail, the next one of its pair waits once the free failures are
     # spent; there are none from an address over its limit or for a hammered account.
     free = 0 if address_over or account_over else settings.SIGN_IN_ACCOUNT_FREE_FAILURES
     if failures >= free:
-        await session.exec(
+        await db.exec(
             update(SignInThrottle)
             .where(col(SignInThrottle.key) == pair)
             .values(blocked_until=moment + _wait(failures - max(free, 1)))
         )
     most = settings.SIGN_IN_ACCOUNT_MAX_FAILURES
     if account_failures >= most:
-        await session.exec(
+        await db.exec(
             update(SignInThrottle)
             .where(col(SignInThrottle.key) == account)
             .values(blocked_until=moment + _wait(account_failures - most))
         )
-    await _prune_now_and_then(session, moment)
-    await session.commit()
+    await _prune_now_and_then(db, moment)
+    await db.commit()
 
 
-async def record_failure(session: AsyncSession, *, address: str | None) -> None:
+async def record_failure(db: AsyncSession, *, address: str | None) -> None:
     """Count a failed sign-in against the client address (its pair counted it already).
 
     Commits.
@@ -260,7 +247,7 @@ async def record_failure(session: AsyncSession, *, address: str | None) -> None:
     window = timedelta(seconds=settings.SIGN_IN_ADDRESS_WINDOW_SECONDS)
     expired = col(SignInThrottle.window_started_at) <= moment - window
     statement = _upsert(
-        session,
+        db,
         {"key": address, "failures": 1, "window_started_at": moment, "last_attempt_at": moment},
     ).on_conflict_do_update(
         index_elements=[_table.c.key],
@@ -270,29 +257,29 @@ async def record_failure(session: AsyncSession, *, address: str | None) -> None:
             "last_attempt_at": moment,
         },
     )
-    await session.exec(statement)
-    await session.commit()
+    await db.exec(statement)
+    await db.commit()
 
 
-async def record_success(session: AsyncSession, *, account: str, address: str | None) -> None:
+async def record_success(db: AsyncSession, *, account: str, address: str | None) -> None:
     """A success ends the run of failures of its pair and of its account. The caller commits."""
     keys = [pair_key(account, address), account]
-    await session.exec(delete(SignInThrottle).where(col(SignInThrottle.key).in_(keys)))
+    await db.exec(delete(SignInThrottle).where(col(SignInThrottle.key).in_(keys)))
 
 
 _last_pruned = -math.inf
 
 
-async def _prune_now_and_then(session: AsyncSession, moment: datetime) -> None:
+async def _prune_now_and_then(db: AsyncSession, moment: datetime) -> None:
     global _last_pruned
     if time.monotonic() - _last_pruned < PRUNE_INTERVAL_SECONDS:
         return
     _last_pruned = time.monotonic()
-    await prune(session, moment)
+    await prune(db, moment)
 
 
-async def prune(session: AsyncSession, moment: datetime) -> None:
+async def prune(db: AsyncSession, moment: datetime) -> None:
     """Delete the rows that count for nothing anymore (no attempt for MEMORY)."""
-    await session.exec(
+    await db.exec(
         delete(SignInThrottle).where(col(SignInThrottle.last_attempt_at) < moment - MEMORY)
     )

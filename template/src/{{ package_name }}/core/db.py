@@ -1,3 +1,11 @@
+"""The database: `SessionDep` in a route, `new_db_session()` or `SessionFactory()` elsewhere.
+
+A database session is called `db` throughout the code (`db: SessionDep`, `db: AsyncSession`),
+because "session" here means a sign-in session (auth/sessions.py, /users/me/sessions): one
+word, one thing. Below the first screen: the engine's mechanisms (SQLite locking, ping after
+idle, read-only GET sessions).
+"""
+
 import logging
 import time
 import weakref
@@ -153,7 +161,7 @@ class ReadOnlySessionError(RuntimeError):
     """A GET or HEAD request tried to write through its session."""
 
 
-def open_session(*, read_only: bool = False) -> AsyncSession:
+def new_db_session(*, read_only: bool = False) -> AsyncSession:
     """A session from SessionFactory; with read_only, one that reads without a transaction."""
     if not read_only:
         return SessionFactory()
@@ -178,8 +186,8 @@ def _refuse(what: str) -> ReadOnlySessionError:
 
 
 @event.listens_for(Session, "before_flush")
-def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
-    if session.info.get(_READ_ONLY) and (session.new or session.dirty or session.deleted):
+def _refuse_flush(db: Session, _context: Any, _instances: Any) -> None:
+    if db.info.get(_READ_ONLY) and (db.new or db.dirty or db.deleted):
         raise _refuse("Changed objects were flushed")
 
 
@@ -192,11 +200,11 @@ def _refuse_write_statements(state: ORMExecuteState) -> None:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with open_session(read_only=request.method in READ_ONLY_METHODS) as session:
+    async with new_db_session(read_only=request.method in READ_ONLY_METHODS) as db:
         try:
-            yield session
+            yield db
         except Exception:
-            await session.rollback()
+            await db.rollback()
             raise
 
 

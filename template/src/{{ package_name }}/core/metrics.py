@@ -7,60 +7,19 @@ modules only call the small functions below (set_password_hash_queue_depth,
 count_throttled_sign_in).
 """
 
+# First: prometheus-client reads the directory this chooses when it is imported.
+from .worker_metrics import MULTIPROCESS, process_started
+
+# isort: split
+
 import atexit
-import multiprocessing
 import os
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-
-def _share_between_workers() -> bool:
-    """Point prometheus-client at a directory shared by this worker's siblings, if any.
-
-    uvicorn's workers are child processes of one supervisor: a directory named after it (its
-    pid and start time) is theirs, and those of supervisors gone are removed. It must be set
-    before prometheus-client is imported. Where workers are forked another way (gunicorn), set
-    PROMETHEUS_MULTIPROC_DIR to an empty directory instead.
-    """
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return True
-    if multiprocessing.parent_process() is None:
-        return False
-    base = Path(tempfile.gettempdir())
-    prefix = __name__.split(".")[0] + "-metrics-"
-    for old in base.glob(prefix + "*"):
-        pid, _, started = old.name.removeprefix(prefix).partition("-")
-        if pid.isdigit() and _started(int(pid)) != started:
-            shutil.rmtree(old, ignore_errors=True)
-    supervisor = os.getppid()
-    directory = base / f"{prefix}{supervisor}-{_started(supervisor)}"
-    directory.mkdir(exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    return True
-
-
-def _started(pid: int) -> str | None:
-    """When process `pid` started (clock ticks after boot), or None if it is not running."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return "0"  # running, where /proc is not there to say since when
-
-
-MULTIPROCESS = _share_between_workers()
-
-from prometheus_client import (  # noqa: E402
+from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
@@ -69,13 +28,13 @@ from prometheus_client import (  # noqa: E402
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess as prometheus_multiprocess  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
-from sqlalchemy.pool import QueuePool  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import Response  # noqa: E402
+from prometheus_client import multiprocess as prometheus_multiprocess
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
+from starlette.requests import Request
+from starlette.responses import Response
 
-from .config import get_settings  # noqa: E402
+from .config import get_settings
 
 METRICS_PATH = get_settings().METRICS_PATH
 _LABELS = ("method", "route", "status")
@@ -192,5 +151,5 @@ def add_metrics(app: Any, engine: AsyncEngine) -> None:
         # exits, those of any that died without exiting (and were replaced) now.
         atexit.register(prometheus_multiprocess.mark_process_dead, os.getpid())
         for pid in _pids_with_files(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])):
-            if _started(pid) is None:
+            if process_started(pid) is None:
                 prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

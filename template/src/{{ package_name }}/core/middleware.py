@@ -18,8 +18,9 @@ from asgi_correlation_id import correlation_id
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .logging import REQUEST_ID_HEADER, SANE_REQUEST_ID, access_logger, route_template
+from .logging import REQUEST_ID_HEADER, SANE_REQUEST_ID, access_logger
 from .metrics import IN_FLIGHT, METRICS_PATH, series
+from .routes import route_template
 
 # Headers that every response carries, whoever answered it (a route, a 413, a 500), as
 # (lower-case name, value) bytes pairs: browsers must not guess another content type than the

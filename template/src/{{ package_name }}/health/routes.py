@@ -1,14 +1,19 @@
 import asyncio
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from sqlmodel import SQLModel, select
 
 from ..core.db import SessionDep
+from ..core.errors import BusyError, responses
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 # Well inside the 5 s a load balancer is promised.
 READY_TIMEOUT_SECONDS = 3.0
+
+
+class DatabaseUnreachableError(BusyError):
+    description = "Database unreachable"
 
 
 class HealthStatus(SQLModel):
@@ -20,16 +25,11 @@ async def live() -> HealthStatus:
     return HealthStatus()
 
 
-@router.get(
-    "/ready",
-    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "Database unreachable"}},
-)
-async def ready(session: SessionDep) -> HealthStatus:
+@router.get("/ready", responses=responses(DatabaseUnreachableError))
+async def ready(db: SessionDep) -> HealthStatus:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await session.exec(select(1))
+            await db.exec(select(1))
     except Exception as error:  # any failure to answer means not ready
-        raise HTTPException(
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail="Database unreachable"
-        ) from error
+        raise DatabaseUnreachableError from error
     return HealthStatus()

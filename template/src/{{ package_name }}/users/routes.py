@@ -2,14 +2,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 
+from ..auth import service as auth_service
 from ..auth import sessions, throttle
-from ..auth.dependencies import CurrentCaller, CurrentUser, OptionalCaller, SuperUser
+from ..auth.dependencies import SIGNED_IN, CurrentCaller, CurrentUser, OptionalCaller, SuperUser
 from ..core.config import get_settings
 from ..core.db import SessionDep
-from ..core.errors import ForbiddenError
+from ..core.errors import (
+    ForbiddenError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    UniqueViolationError,
+    responses,
+)
 from ..core.models import MAX_ID
 from ..core.openapi import TOKEN_OPTIONAL
-from ..core.params import SIGNED_IN, Limit, Offset, Responses
+from ..core.params import Limit, Offset
 from . import service
 from .models import UpdatePassword, UserCreate, UserPublic, UsersPublic, UserUpdate, UserUpdateMe
 
@@ -17,32 +24,19 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
-NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "User not found"}}
-TAKEN: Responses = {status.HTTP_409_CONFLICT: {"description": "Username or email already taken"}}
-FORBIDDEN: Responses = {status.HTTP_403_FORBIDDEN: {"description": "Not allowed"}}
-LAST_SUPERUSER: Responses = {
-    status.HTTP_409_CONFLICT: {"description": "It would leave no active superuser"}
-}
-TAKEN_OR_LAST_SUPERUSER: Responses = {
-    status.HTTP_409_CONFLICT: {
-        "description": "Username or email already taken, or it would leave no active superuser"
-    }
-}
-UNAUTHORIZED: Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Invalid token"}}
-SESSION_NOT_FOUND: Responses = {status.HTTP_404_NOT_FOUND: {"description": "Session not found"}}
+# A unique index refuses a second account with a username or email already in use.
+TakenError = UniqueViolationError.described("Username or email already taken")
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**TAKEN, **FORBIDDEN, **UNAUTHORIZED},
+    responses=responses(TakenError, ForbiddenError, UnauthorizedError),
     # Anyone may sign up while registration is open, and a superuser's token counts.
     openapi_extra={TOKEN_OPTIONAL: True},
 )
-async def register_user(
-    session: SessionDep, caller: OptionalCaller, user_in: UserCreate
-) -> UserPublic:
+async def register_user(db: SessionDep, caller: OptionalCaller, user_in: UserCreate) -> UserPublic:
     """Sign up; or, for a superuser, create any account, whatever USERS_OPEN_REGISTRATION says."""
     by_superuser = caller is not None and caller.user.is_superuser
     if not by_superuser:
@@ -50,7 +44,7 @@ async def register_user(
             raise ForbiddenError("Open registration is closed")
         if user_in.model_fields_set & {"is_active", "is_superuser"}:
             raise ForbiddenError("Only a superuser may set is_active or is_superuser")
-    user = await service.create_user(session, user_in)
+    user = await service.create_user(db, user_in)
     return UserPublic.model_validate(user)
 
 
@@ -59,27 +53,28 @@ async def read_me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.patch("/me", responses={**SIGNED_IN, **TAKEN})
-async def update_me(session: SessionDep, user: CurrentUser, changes: UserUpdateMe) -> UserPublic:
-    return UserPublic.model_validate(await service.update_user(session, user, changes))
+@router.patch("/me", responses=SIGNED_IN | responses(TakenError))
+async def update_me(db: SessionDep, user: CurrentUser, changes: UserUpdateMe) -> UserPublic:
+    updated = await service.update_user(db, user, changes, end_sessions=sessions.end_sessions)
+    return UserPublic.model_validate(updated)
 
 
 @router.put(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        **SIGNED_IN,
-        status.HTTP_400_BAD_REQUEST: {"description": "Current password is incorrect"},
-        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many failed password checks"},
-    },
+    responses=SIGNED_IN
+    | responses(
+        auth_service.WrongPasswordError,
+        TooManyRequestsError.described("Too many failed password checks"),
+    ),
 )
 async def change_my_password(
-    session: SessionDep, caller: CurrentCaller, change: UpdatePassword, request: Request
+    db: SessionDep, caller: CurrentCaller, change: UpdatePassword, request: Request
 ) -> None:
     """Every other session of the user ends; this one goes on. Wrong current passwords are
     throttled like failed sign-ins."""
-    await service.change_password(
-        session,
+    await auth_service.change_password(
+        db,
         caller.user,
         change,
         keep_session_id=caller.session_id,
@@ -88,66 +83,73 @@ async def change_my_password(
 
 
 @router.delete(
-    "/me", status_code=status.HTTP_204_NO_CONTENT, responses={**SIGNED_IN, **LAST_SUPERUSER}
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=SIGNED_IN | responses(service.LastSuperuserError),
 )
-async def delete_me(session: SessionDep, user: CurrentUser) -> None:
+async def delete_me(db: SessionDep, user: CurrentUser) -> None:
     assert user.id is not None  # noqa: S101
-    await service.delete_user(session, user.id)
+    await service.delete_user(db, user.id)
 
 
 @router.get("/me/sessions", responses=SIGNED_IN)
-async def list_my_sessions(session: SessionDep, caller: CurrentCaller) -> sessions.SessionsPublic:
+async def list_my_sessions(db: SessionDep, caller: CurrentCaller) -> sessions.SessionsPublic:
     """Your live sessions, the most recently used first; `current` marks this one."""
     assert caller.user.id is not None  # noqa: S101
-    return await sessions.list_sessions(session, caller.user.id, caller.session_id)
+    return await sessions.list_sessions(db, caller.user.id, caller.session_id)
 
 
 @router.delete("/me/sessions", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
-async def end_my_sessions(session: SessionDep, caller: CurrentCaller) -> None:
+async def end_my_sessions(db: SessionDep, caller: CurrentCaller) -> None:
     """End every session of yours, this one too."""
     assert caller.user.id is not None  # noqa: S101
-    await sessions.end_all_sessions(session, caller.user.id)
+    await sessions.end_all_sessions(db, caller.user.id)
 
 
 @router.delete(
     "/me/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**SIGNED_IN, **SESSION_NOT_FOUND},
+    responses=SIGNED_IN | responses(sessions.SessionNotFoundError),
 )
-async def end_my_session(session: SessionDep, caller: CurrentCaller, session_id: SessionId) -> None:
+async def end_my_session(db: SessionDep, caller: CurrentCaller, session_id: SessionId) -> None:
     assert caller.user.id is not None  # noqa: S101
-    await sessions.end_session(session, caller.user.id, session_id)
+    await sessions.end_session(db, caller.user.id, session_id)
 
 
 @router.get("", responses=SIGNED_IN)
 async def list_users(
-    session: SessionDep, _: SuperUser, offset: Offset = 0, limit: Limit = 100
+    db: SessionDep, _: SuperUser, offset: Offset = 0, limit: Limit = 100
 ) -> UsersPublic:
-    users, count = await service.list_users(session, offset=offset, limit=limit)
+    users, count = await service.list_users(db, offset=offset, limit=limit)
     return UsersPublic(data=[UserPublic.model_validate(user) for user in users], count=count)
 
 
-@router.get("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND})
-async def read_user(session: SessionDep, user: CurrentUser, user_id: UserId) -> UserPublic:
+@router.get("/{user_id}", responses=SIGNED_IN | responses(service.UserNotFoundError))
+async def read_user(db: SessionDep, user: CurrentUser, user_id: UserId) -> UserPublic:
     if user.id == user_id:
         return UserPublic.model_validate(user)
     if not user.is_superuser:
         raise ForbiddenError("Not allowed to read other users")
-    return UserPublic.model_validate(await service.get_user(session, user_id))
+    return UserPublic.model_validate(await service.get_user(db, user_id))
 
 
-@router.patch("/{user_id}", responses={**SIGNED_IN, **NOT_FOUND, **TAKEN_OR_LAST_SUPERUSER})
+@router.patch(
+    "/{user_id}",
+    responses=SIGNED_IN
+    | responses(service.UserNotFoundError, TakenError, service.LastSuperuserError),
+)
 async def update_user(
-    session: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
+    db: SessionDep, _: SuperUser, user_id: UserId, changes: UserUpdate
 ) -> UserPublic:
-    user = await service.get_user(session, user_id)
-    return UserPublic.model_validate(await service.update_user(session, user, changes))
+    user = await service.get_user(db, user_id)
+    updated = await service.update_user(db, user, changes, end_sessions=sessions.end_sessions)
+    return UserPublic.model_validate(updated)
 
 
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**SIGNED_IN, **NOT_FOUND, **LAST_SUPERUSER},
+    responses=SIGNED_IN | responses(service.UserNotFoundError, service.LastSuperuserError),
 )
-async def delete_user(session: SessionDep, _: SuperUser, user_id: UserId) -> None:
-    await service.delete_user(session, user_id)
+async def delete_user(db: SessionDep, _: SuperUser, user_id: UserId) -> None:
+    await service.delete_user(db, user_id)

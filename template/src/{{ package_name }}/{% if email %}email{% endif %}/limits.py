@@ -23,6 +23,11 @@ from .models import EmailRateLimit
 WINDOW = timedelta(hours=1)
 PRUNE_INTERVAL_SECONDS = 60.0
 
+
+class TooManyMailsError(TooManyRequestsError):
+    description = "Too many mails asked for this hour"
+
+
 _table = EmailRateLimit.metadata.tables[EmailRateLimit.__tablename__]
 
 
@@ -48,8 +53,8 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-async def _count(session: AsyncSession, key: str, moment: datetime) -> tuple[int, datetime]:
-    dialect = session.get_bind().dialect.name
+async def _count(db: AsyncSession, key: str, moment: datetime) -> tuple[int, datetime]:
+    dialect = db.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     expired = _table.c.window_started_at <= moment - WINDOW
     statement = (
@@ -64,42 +69,42 @@ async def _count(session: AsyncSession, key: str, moment: datetime) -> tuple[int
         )
         .returning(_table.c.count, _table.c.window_started_at)
     )
-    count, started = (await session.exec(statement)).one()
+    count, started = (await db.exec(statement)).one()
     return int(count), _utc(started)
 
 
-async def count_mail(session: AsyncSession, keys: dict[str, int]) -> int | None:
+async def count_mail(db: AsyncSession, keys: dict[str, int]) -> int | None:
     """Count one more mail against each key (its limit as the value), in the caller's transaction.
 
     Returns None while every key is within its limit, else the seconds until the fullest
     window ends (for Retry-After).
     """
     moment = now()
-    await _prune_now_and_then(session, moment)
+    await _prune_now_and_then(db, moment)
     waits = []
     for key, limit in keys.items():
-        count, started = await _count(session, key, moment)
+        count, started = await _count(db, key, moment)
         if count > limit:
             waits.append(max(1, math.ceil((started + WINDOW - moment).total_seconds())))
     return max(waits) if waits else None
 
 
-async def refuse_past_limit(session: AsyncSession, keys: dict[str, int]) -> None:
+async def refuse_past_limit(db: AsyncSession, keys: dict[str, int]) -> None:
     """count_mail, raising 429 with Retry-After past a limit (and committing the count)."""
-    wait = await count_mail(session, keys)
+    wait = await count_mail(db, keys)
     if wait is not None:
-        await session.commit()
-        raise TooManyRequestsError("Too many mails asked for; try again later", retry_after=wait)
+        await db.commit()
+        raise TooManyMailsError("Too many mails asked for; try again later", retry_after=wait)
 
 
 _last_pruned = -math.inf
 
 
-async def _prune_now_and_then(session: AsyncSession, moment: datetime) -> None:
+async def _prune_now_and_then(db: AsyncSession, moment: datetime) -> None:
     global _last_pruned
     if time.monotonic() - _last_pruned < PRUNE_INTERVAL_SECONDS:
         return
     _last_pruned = time.monotonic()
-    await session.exec(
+    await db.exec(
         delete(EmailRateLimit).where(col(EmailRateLimit.window_started_at) < moment - WINDOW)
     )

@@ -49,13 +49,13 @@ def link(path: str, token: str) -> str:
     return f"{get_email_settings().FRONTEND_URL}/{path}?{urlencode({'token': token})}"
 
 
-def _enqueue(session: AsyncSession, recipient: str, name: str, **context: object) -> None:
+def _enqueue(db: AsyncSession, recipient: str, name: str, **context: object) -> None:
     subject, text, html = render(name, **context)
-    enqueue(session, recipient=recipient, subject=subject, text_body=text, html_body=html)
+    enqueue(db, recipient=recipient, subject=subject, text_body=text, html_body=html)
 
 
 async def mail_verification(
-    session: AsyncSession, *, user_id: int, email: str, username: str, limited: bool = True
+    db: AsyncSession, *, user_id: int, email: str, username: str, limited: bool = True
 ) -> None:
     """A verification link for `email`.
 
@@ -65,15 +65,15 @@ async def mail_verification(
     settings = get_email_settings()
     # Counted apart from the mails asked for (recovery, verification requests).
     keys = {limits.change_key(email): settings.EMAILS_PER_ADDRESS_PER_HOUR}
-    if limited and await limits.count_mail(session, keys) is not None:
+    if limited and await limits.count_mail(db, keys) is not None:
         logger.warning("verification mail not sent: too many to that address this hour")
         return
     lifetime = timedelta(hours=settings.EMAIL_VERIFICATION_TOKEN_EXPIRE_HOURS)
     token = await issue_token(
-        session, user_id=user_id, email=email, purpose="verify_email", lifetime=lifetime
+        db, user_id=user_id, email=email, purpose="verify_email", lifetime=lifetime
     )
     _enqueue(
-        session,
+        db,
         email,
         "verify_email",
         username=username,
@@ -83,7 +83,7 @@ async def mail_verification(
 
 
 async def mail_password_recovery(
-    session: AsyncSession, *, user_id: int | None, email: str, username: str
+    db: AsyncSession, *, user_id: int | None, email: str, username: str
 ) -> None:
     """A reset link for an active account; for none, the same work but nothing stored."""
     minutes = get_email_settings().PASSWORD_RESET_TOKEN_EXPIRE_MINUTES
@@ -94,14 +94,14 @@ async def mail_password_recovery(
         )
         return
     token = await issue_token(
-        session,
+        db,
         user_id=user_id,
         email=email,
         purpose="reset_password",
         lifetime=timedelta(minutes=minutes),
     )
     _enqueue(
-        session,
+        db,
         email,
         "password_recovery",
         username=username,
@@ -110,16 +110,16 @@ async def mail_password_recovery(
     )
 
 
-def mail_password_changed(session: AsyncSession, *, email: str, username: str) -> None:
-    _enqueue(session, email, "password_changed", username=username)
+def mail_password_changed(db: AsyncSession, *, email: str, username: str) -> None:
+    _enqueue(db, email, "password_changed", username=username)
 
 
 async def mail_email_changed(
-    session: AsyncSession, *, old_email: str, new_email: str, username: str
+    db: AsyncSession, *, old_email: str, new_email: str, username: str
 ) -> None:
     """A notice to the old address (limited like any mail to it, silently)."""
     keys = {limits.change_key(old_email): get_email_settings().EMAILS_PER_ADDRESS_PER_HOUR}
-    if await limits.count_mail(session, keys) is not None:
+    if await limits.count_mail(db, keys) is not None:
         logger.warning("address-change notice not sent: too many to that address this hour")
         return
-    _enqueue(session, old_email, "email_changed", username=username, new_email=new_email)
+    _enqueue(db, old_email, "email_changed", username=username, new_email=new_email)

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..core import db
+from ..core import db as database
 from ..core.models import utcnow
 from .config import EmailSettings, get_email_settings
 from .models import OutboxMail
@@ -54,10 +54,10 @@ POLL_SECONDS = 2.0
 
 
 def enqueue(
-    session: AsyncSession, *, recipient: str, subject: str, text_body: str, html_body: str
+    db: AsyncSession, *, recipient: str, subject: str, text_body: str, html_body: str
 ) -> None:
     """Add a mail to the caller's transaction: it is delivered once that commits."""
-    session.add(
+    db.add(
         OutboxMail(
             recipient=recipient,
             subject=subject,
@@ -73,7 +73,7 @@ def now() -> datetime:
     return utcnow()
 
 
-async def claim(session: AsyncSession, limit: int = BATCH) -> list[OutboxMail]:
+async def claim(db: AsyncSession, limit: int = BATCH) -> list[OutboxMail]:
     """Take up to `limit` due mails that nobody holds, for LEASE; commits."""
     moment = now()
     due = (
@@ -93,8 +93,8 @@ async def claim(session: AsyncSession, limit: int = BATCH) -> list[OutboxMail]:
         .values(claimed_until=moment + LEASE, attempts=col(OutboxMail.attempts) + 1)
         .returning(OutboxMail)
     )
-    mails = list((await session.exec(statement)).scalars().all())
-    await session.commit()
+    mails = list((await db.exec(statement)).scalars().all())
+    await db.commit()
     return sorted(mails, key=lambda mail: mail.id or 0)
 
 
@@ -142,10 +142,10 @@ def _retry_wait(attempts: int) -> timedelta:
     return min(wait, LONGEST_RETRY)
 
 
-async def _settle(session: AsyncSession, mail: OutboxMail, error: Exception | None) -> None:
+async def _settle(db: AsyncSession, mail: OutboxMail, error: Exception | None) -> None:
     if error is None:
-        await session.exec(delete(OutboxMail).where(col(OutboxMail.id) == mail.id))
-        await session.commit()
+        await db.exec(delete(OutboxMail).where(col(OutboxMail.id) == mail.id))
+        await db.commit()
         return
     moment = now()
     reason = f"{type(error).__name__}: {error}"[:500]
@@ -157,23 +157,23 @@ async def _settle(session: AsyncSession, mail: OutboxMail, error: Exception | No
     else:
         values["next_attempt_at"] = moment + _retry_wait(mail.attempts)
         logger.warning("mail %s not delivered (attempt %s): %s", mail.id, mail.attempts, reason)
-    await session.exec(update(OutboxMail).where(col(OutboxMail.id) == mail.id).values(**values))
-    await session.commit()
+    await db.exec(update(OutboxMail).where(col(OutboxMail.id) == mail.id).values(**values))
+    await db.commit()
 
 
 async def deliver_due(settings: EmailSettings | None = None) -> int:
     """Claim due mails and send them; how many the SMTP server accepted."""
     settings = settings or get_email_settings()
-    async with db.SessionFactory() as session:
-        mails = await claim(session)
+    async with database.SessionFactory() as db:
+        mails = await claim(db)
         sent = 0
         for mail in mails:
             try:
                 await send(mail, settings)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-                await _settle(session, mail, error)
+                await _settle(db, mail, error)
             else:
-                await _settle(session, mail, None)
+                await _settle(db, mail, None)
                 sent += 1
         return sent
 

@@ -5,12 +5,12 @@ from pydantic import StringConstraints
 from sqlmodel import SQLModel
 
 from ..auth import throttle
-from ..auth.dependencies import CurrentUser
+from ..auth.dependencies import SIGNED_IN, CurrentUser
 from ..core.db import SessionDep
+from ..core.errors import responses
 from ..core.models import WRITE_MODEL_CONFIG
-from ..core.params import SIGNED_IN, Responses
 from ..users.models import Email, Password
-from . import service
+from . import limits, service
 from .config import get_email_settings
 from .outbox import delivery_lifespan
 
@@ -25,12 +25,8 @@ MailToken = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 
-INVALID_TOKEN: Responses = {
-    status.HTTP_400_BAD_REQUEST: {"description": "Unknown, used or expired token"}
-}
-TOO_MANY: Responses = {
-    status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many mails asked for this hour"}
-}
+INVALID_TOKEN = responses(service.InvalidTokenError)
+TOO_MANY = responses(limits.TooManyMailsError)
 
 
 class PasswordRecovery(SQLModel):
@@ -66,14 +62,12 @@ def _client(request: Request) -> str | None:
     status_code=status.HTTP_202_ACCEPTED,
     responses=TOO_MANY,
 )
-async def recover_password(
-    session: SessionDep, request: Request, body: PasswordRecovery
-) -> Accepted:
+async def recover_password(db: SessionDep, request: Request, body: PasswordRecovery) -> Accepted:
     """Mail a password-reset link, if an active account has this address.
 
     The answer is the same whether or not one does.
     """
-    await service.request_password_recovery(session, body.email, _client(request))
+    await service.request_password_recovery(db, body.email, _client(request))
     return Accepted(
         message="If an active account has this address, a link to reset its password is on its way"
     )
@@ -85,22 +79,22 @@ async def recover_password(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=INVALID_TOKEN,
 )
-async def reset_password(session: SessionDep, body: PasswordReset) -> None:
+async def reset_password(db: SessionDep, body: PasswordReset) -> None:
     """Set a new password with a mailed token: every session of the account ends."""
-    await service.reset_password(session, body.token, body.new_password)
+    await service.reset_password(db, body.token, body.new_password)
 
 
 @router.post(
     "/users/me/email-verification",
     tags=["users"],
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**SIGNED_IN, **TOO_MANY},
+    responses=SIGNED_IN | TOO_MANY,
 )
 async def request_email_verification(
-    session: SessionDep, request: Request, user: CurrentUser
+    db: SessionDep, request: Request, user: CurrentUser
 ) -> Accepted:
     """Mail a verification link to your account's address."""
-    await service.request_verification(session, user, _client(request))
+    await service.request_verification(db, user, _client(request))
     return Accepted(message="A verification link is on its way to your address")
 
 
@@ -108,12 +102,7 @@ async def request_email_verification(
     "/auth/verify-email",
     tags=["auth"],
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        status.HTTP_400_BAD_REQUEST: {
-            "description": "Unknown, used or expired token, or one for an address the account "
-            "no longer has"
-        }
-    },
+    responses=responses(service.InvalidTokenError, service.AddressChangedError),
 )
-async def verify_email(session: SessionDep, body: EmailVerification) -> None:
-    await service.verify_email(session, body.token)
+async def verify_email(db: SessionDep, body: EmailVerification) -> None:
+    await service.verify_email(db, body.token)

@@ -15,7 +15,11 @@ from .tokens import find_token, spend_token
 
 
 class InvalidTokenError(ServiceError):
-    pass
+    description = "Unknown, used or expired token"
+
+
+class AddressChangedError(InvalidTokenError):
+    description = "One for an address the account no longer has"
 
 
 INVALID_TOKEN = "Invalid, used or expired token"  # noqa: S105 (a message)
@@ -29,65 +33,65 @@ def _limits(email: str, address: str | None) -> dict[str, int]:
     return keys
 
 
-async def request_password_recovery(session: AsyncSession, email: str, address: str | None) -> None:
+async def request_password_recovery(db: AsyncSession, email: str, address: str | None) -> None:
     """Mail a reset link if an active account has `email`; the same work and answer if none."""
-    await limits.refuse_past_limit(session, _limits(email, address))
+    await limits.refuse_past_limit(db, _limits(email, address))
     statement = select(User).where(col(User.email) == email.lower())
-    user = (await session.exec(statement)).first()
+    user = (await db.exec(statement)).first()
     active = user is not None and user.is_active
     await mail_password_recovery(
-        session,
+        db,
         user_id=user.id if user is not None and active else None,
         email=email,
         username=user.username if user is not None and active else "",
     )
-    await session.commit()
+    await db.commit()
 
 
-async def reset_password(session: AsyncSession, token: str, new_password: str) -> None:
+async def reset_password(db: AsyncSession, token: str, new_password: str) -> None:
     """Set the password of the token's account, end every session of it, mail a notice."""
-    found = await find_token(session, token, "reset_password")
-    user = None if found is None else await session.get(User, found.user_id)
+    found = await find_token(db, token, "reset_password")
+    user = None if found is None else await db.get(User, found.user_id)
     if user is None or not user.is_active:
         raise InvalidTokenError(INVALID_TOKEN)
     # No connection held while the password is hashed (which may queue).
-    await release_connection(session)
+    await release_connection(db)
     hashed = await hash_password(new_password)
     # Spent only now, in the transaction that sets the password: of two requests with the
     # same token, one sets it.
-    if not await spend_token(session, token, "reset_password"):
-        await session.rollback()
+    if not await spend_token(db, token, "reset_password"):
+        await db.rollback()
         raise InvalidTokenError(INVALID_TOKEN)
     assert user.id is not None  # noqa: S101
     user.hashed_password = hashed
     # The link reached the account's address: that proves the address, if it still is.
     if found is not None and found.email == user.email:
         user.email_verified = True
-    session.add(user)
-    await end_sessions(session, user.id)
-    mail_password_changed(session, email=user.email, username=user.username)
-    await session.commit()
+    db.add(user)
+    await end_sessions(db, user.id)
+    mail_password_changed(db, email=user.email, username=user.username)
+    await db.commit()
 
 
-async def request_verification(session: AsyncSession, user: User, address: str | None) -> None:
+async def request_verification(db: AsyncSession, user: User, address: str | None) -> None:
     assert user.id is not None  # noqa: S101
-    await limits.refuse_past_limit(session, _limits(user.email, address))
+    await limits.refuse_past_limit(db, _limits(user.email, address))
     await mail_verification(
-        session, user_id=user.id, email=user.email, username=user.username, limited=False
+        db, user_id=user.id, email=user.email, username=user.username, limited=False
     )
-    await session.commit()
+    await db.commit()
 
 
-async def verify_email(session: AsyncSession, token: str) -> None:
-    found = await find_token(session, token, "verify_email")
-    user = None if found is None else await session.get(User, found.user_id)
+async def verify_email(db: AsyncSession, token: str) -> None:
+    found = await find_token(db, token, "verify_email")
+    user = None if found is None else await db.get(User, found.user_id)
     if found is None or user is None:
         raise InvalidTokenError(INVALID_TOKEN)
     if user.email != found.email:
-        raise InvalidTokenError("This link is for an address the account no longer has")
-    if not await spend_token(session, token, "verify_email"):
-        await session.rollback()
+        raise AddressChangedError("This link is for an address the account no longer has")
+    if not await spend_token(db, token, "verify_email"):
+        await db.rollback()
         raise InvalidTokenError(INVALID_TOKEN)
     user.email_verified = True
-    session.add(user)
-    await session.commit()
+    db.add(user)
+    await db.commit()

@@ -13,12 +13,12 @@ from .models import EmailToken, TokenPurpose
 
 
 async def issue_token(
-    session: AsyncSession, *, user_id: int, email: str, purpose: TokenPurpose, lifetime: timedelta
+    db: AsyncSession, *, user_id: int, email: str, purpose: TokenPurpose, lifetime: timedelta
 ) -> str:
     """A new token for the user, added to the caller's transaction; returns the secret."""
     secret = secrets.token_urlsafe(32)
     now = utcnow()
-    session.add(
+    db.add(
         EmailToken(
             user_id=user_id,
             purpose=purpose,
@@ -40,20 +40,18 @@ def _usable(secret: str, purpose: TokenPurpose) -> list[object]:
     ]
 
 
-async def find_token(
-    session: AsyncSession, secret: str, purpose: TokenPurpose
-) -> EmailToken | None:
+async def find_token(db: AsyncSession, secret: str, purpose: TokenPurpose) -> EmailToken | None:
     """The unused, unexpired token with this secret, without spending it."""
     statement = select(EmailToken).where(*_usable(secret, purpose))  # type: ignore[arg-type]
-    return (await session.exec(statement)).first()
+    return (await db.exec(statement)).first()
 
 
-async def spend_token(session: AsyncSession, secret: str, purpose: TokenPurpose) -> bool:
+async def spend_token(db: AsyncSession, secret: str, purpose: TokenPurpose) -> bool:
     """Mark the token used, in the caller's transaction; False if it was not usable.
 
     One statement checks and spends it: of two requests presenting it at once, one wins.
     """
-    result = await session.exec(
+    result = await db.exec(
         update(EmailToken)
         .where(*_usable(secret, purpose))  # type: ignore[arg-type]
         .values(used_at=utcnow())
