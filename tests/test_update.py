@@ -48,6 +48,13 @@ def template_repo(tmp_path: Path) -> Path:
     return repo
 
 
+def database_url(stack: contextlib.ExitStack, database: str, tmp_path: Path) -> str:
+    """A throwaway database of that kind, for as long as `stack` lasts."""
+    if database == "postgresql":
+        return stack.enter_context(postgres_cluster()).url
+    return f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
+
+
 def copy_project(template_repo: Path, destination: Path, **answers: object) -> Path:
     copier.run_copy(
         str(template_repo),
@@ -292,10 +299,7 @@ def test_a_project_with_data_updates_from_the_previous_release(
 ) -> None:
     require(shutil.which("uv") is not None, "uv is not on PATH")
     with contextlib.ExitStack() as stack:
-        if database == "postgresql":
-            url = stack.enter_context(postgres_cluster()).url
-        else:
-            url = f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
+        url = database_url(stack, database, tmp_path)
         project = copy_project(released_then_current, tmp_path / "project", **before)
         git(project, "init", "-q", "-b", "main")
         git(project, "add", "-A")
@@ -420,10 +424,7 @@ def test_a_feature_switched_on_then_off_in_a_project_with_data(
 ) -> None:
     require(shutil.which("uv") is not None, "uv is not on PATH")
     with contextlib.ExitStack() as stack:
-        if database == "postgresql":
-            url = stack.enter_context(postgres_cluster()).url
-        else:
-            url = f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
+        url = database_url(stack, database, tmp_path)
         project = copy_project(template_repo, tmp_path / "project", **ALL_FEATURES_OFF)
         git(project, "init", "-q", "-b", "main")
         env = project_env(DATABASE_URL=url, SECRET_KEY=secrets.token_urlsafe(48))

@@ -163,21 +163,9 @@ class RequestLimits:
         return False
 
     async def _refuse_too_large(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"The request body is larger than {self.max_body_bytes} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"The request body is larger than {self.max_body_bytes} bytes"
+        # The rest of the body is never read: the connection cannot serve another request.
+        await _send_json(send, 413, {"detail": detail}, close=True)
 
     async def _refuse_too_many_members(self, send: Send) -> None:
         problem = {
@@ -185,15 +173,13 @@ class RequestLimits:
             "loc": ["body"],
             "msg": f"A JSON object in the body has more than {self.max_members} members",
         }
-        body = json.dumps({"detail": [problem]}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 422,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 422, {"detail": [problem]})
+
+
+async def _send_json(send: Send, status: int, content: object, *, close: bool = False) -> None:
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
