@@ -263,8 +263,11 @@ async def record_failure(db: AsyncSession, *, address: str | None) -> None:
 
 async def record_success(db: AsyncSession, *, account: str, address: str | None) -> None:
     """A success ends the run of failures of its pair and of its account. The caller commits."""
-    keys = [pair_key(account, address), account]
-    await db.exec(delete(SignInThrottle).where(col(SignInThrottle.key).in_(keys)))
+    # One row at a time, the pair's first: the order admit() locks them in. One DELETE of
+    # both would lock them in whatever order PostgreSQL scans them, and a success racing
+    # another attempt of the same account could deadlock with it.
+    for key in (pair_key(account, address), account):
+        await db.exec(delete(SignInThrottle).where(col(SignInThrottle.key) == key))
 
 
 _last_pruned = -math.inf
