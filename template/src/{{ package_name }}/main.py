@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from .api import api_router
-from .core import security
+from .core import passwords
 from .core.config import get_settings
 from .core.db import engine
 from .core.errors import add_exception_handlers
@@ -21,7 +21,7 @@ from .core.tracing import add_tracing, telemetry_config, tracer_provider
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    await asyncio.to_thread(security.warm_up)
+    await asyncio.to_thread(passwords.warm_up)
     # What startup built lives as long as the process: keep the garbage collector from
     # walking it again and again, and let it collect young objects less often: fewer, shorter
     # pauses under load (the template repository's README, "Speed", has the figure).

@@ -8,7 +8,7 @@ from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 
 from ..core.db import SessionDep
 from ..core.errors import ForbiddenError, UnauthorizedError, responses
-from ..core.security import read_access_token
+from ..core.tokens import read_access_token
 from ..users.models import User
 from .sessions import UserSession
 

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ..core.config import get_settings
 from ..core.errors import NotFoundError
 from ..core.models import UTCDateTime, timestamp_field, utcnow
-from ..core.security import create_access_token, create_refresh_token, digest, read_refresh_token
+from ..core.tokens import create_access_token, create_refresh_token, digest, read_refresh_token
 from ..users.models import User
 
 # A user's live sessions beyond this many end, least recently used first, as new ones open:

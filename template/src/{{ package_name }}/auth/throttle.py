@@ -25,7 +25,6 @@ tell the real one (FORWARDED_ALLOW_IPS).
 import hashlib
 import ipaddress
 import math
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -38,6 +37,7 @@ from ..core import metrics
 from ..core.config import get_settings
 from ..core.errors import TooManyRequestsError
 from ..core.models import utcnow
+from ..core.periodic import Periodic
 from ..users.service import fold_login
 
 # The first wait after the free attempts; each further failure doubles it.
@@ -47,6 +47,7 @@ FIRST_WAIT = timedelta(seconds=1)
 MEMORY = timedelta(days=1)
 # How often a process deletes the rows that count for nothing anymore.
 PRUNE_INTERVAL_SECONDS = 60.0
+pruning = Periodic(PRUNE_INTERVAL_SECONDS)
 
 
 class SignInThrottle(SQLModel, table=True):
@@ -231,7 +232,8 @@ async def admit(db: AsyncSession, *, account: str, address: str | None) -> None:
             .where(col(SignInThrottle.key) == account)
             .values(blocked_until=moment + _wait(account_failures - most))
         )
-    await _prune_now_and_then(db, moment)
+    if pruning.due():
+        await prune(db, moment)
     await db.commit()
 
 
@@ -268,17 +270,6 @@ async def record_success(db: AsyncSession, *, account: str, address: str | None)
     # another attempt of the same account could deadlock with it.
     for key in (pair_key(account, address), account):
         await db.exec(delete(SignInThrottle).where(col(SignInThrottle.key) == key))
-
-
-_last_pruned = -math.inf
-
-
-async def _prune_now_and_then(db: AsyncSession, moment: datetime) -> None:
-    global _last_pruned
-    if time.monotonic() - _last_pruned < PRUNE_INTERVAL_SECONDS:
-        return
-    _last_pruned = time.monotonic()
-    await prune(db, moment)
 
 
 async def prune(db: AsyncSession, moment: datetime) -> None:

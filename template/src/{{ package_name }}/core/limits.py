@@ -12,7 +12,7 @@ import json
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import security
+from . import hashing
 
 
 class _BodyTooLargeError(Exception):
@@ -43,7 +43,7 @@ class RequestLimits:
     A POST to `sign_in_path` (the token route) gets 503 unread while the hashing queue is
     full. The route would refuse it too, but only after routing it and parsing its form:
     event-loop time for each, and under a flood of sign-ins every other request
-    waits behind them. The queue is read at each request (`security.hashing`), never kept.
+    waits behind them. The queue is read at each request (`hashing.queue`), never kept.
     """
 
     def __init__(
@@ -66,8 +66,8 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        if method == "POST" and scope["path"] == self.sign_in_path and security.hashing.is_full():
-            error = security.hashing.busy_error()
+        if method == "POST" and scope["path"] == self.sign_in_path and hashing.queue.is_full():
+            error = hashing.queue.busy_error()
             headers = {"Retry-After": str(error.retry_after)}
             await JSONResponse({"detail": error.detail}, 503, headers)(scope, receive, send)
             return

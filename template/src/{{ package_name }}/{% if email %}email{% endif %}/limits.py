@@ -7,7 +7,6 @@ that a 429 tells nothing about accounts either.
 
 import hashlib
 import math
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,10 +17,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..core.errors import TooManyRequestsError
 from ..core.models import utcnow
+from ..core.periodic import Periodic
 from .models import EmailRateLimit
 
 WINDOW = timedelta(hours=1)
+# How often a process deletes the counts of hours that are over.
 PRUNE_INTERVAL_SECONDS = 60.0
+pruning = Periodic(PRUNE_INTERVAL_SECONDS)
 
 
 class TooManyMailsError(TooManyRequestsError):
@@ -80,7 +82,8 @@ async def count_mail(db: AsyncSession, keys: dict[str, int]) -> int | None:
     window ends (for Retry-After).
     """
     moment = now()
-    await _prune_now_and_then(db, moment)
+    if pruning.due():
+        await prune(db, moment)
     waits = []
     for key, limit in keys.items():
         count, started = await _count(db, key, moment)
@@ -97,14 +100,8 @@ async def refuse_past_limit(db: AsyncSession, keys: dict[str, int]) -> None:
         raise TooManyMailsError("Too many mails asked for; try again later", retry_after=wait)
 
 
-_last_pruned = -math.inf
-
-
-async def _prune_now_and_then(db: AsyncSession, moment: datetime) -> None:
-    global _last_pruned
-    if time.monotonic() - _last_pruned < PRUNE_INTERVAL_SECONDS:
-        return
-    _last_pruned = time.monotonic()
+async def prune(db: AsyncSession, moment: datetime) -> None:
+    """Delete the counts of hours that are over."""
     await db.exec(
         delete(EmailRateLimit).where(col(EmailRateLimit.window_started_at) < moment - WINDOW)
     )

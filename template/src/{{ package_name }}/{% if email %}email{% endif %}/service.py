@@ -5,7 +5,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..auth.sessions import end_sessions
 from ..core.errors import ServiceError
-from ..core.security import hash_password
+from ..core.passwords import hash_password
 from ..users.models import User
 from ..users.service import release_connection
 from . import limits

@@ -8,7 +8,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..core.models import utcnow
-from ..core.security import digest
+from ..core.tokens import digest
 from .models import EmailToken, TokenPurpose
 
 
