@@ -38,10 +38,10 @@ def test_default_render_has_the_contract_layout(render: Render) -> None:
         "tests/test_migrations.py",
     ]:  # fmt: skip
         assert (project / path).is_file(), path
-    for module in ["main", "api", "initial_data", "core/config", "core/db", "core/passwords",
-                   "core/hashing", "core/tokens", "auth/routes", "auth/dependencies",
-                   "users/models", "users/service", "users/routes", "items/models",
-                   "items/service", "items/routes", "health/routes"]:  # fmt: skip
+    for module in ["main", "api", "initial_data", "core/config", "core/db", "core/engines",
+                   "core/passwords", "core/hashing", "core/tokens", "auth/routes",
+                   "auth/dependencies", "users/models", "users/service", "users/routes",
+                   "items/models", "items/service", "items/routes", "health/routes"]:  # fmt: skip
         assert (package / f"{module}.py").is_file(), module
     assert list((project / "migrations" / "versions").glob("*.py"))
 

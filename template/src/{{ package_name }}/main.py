@@ -10,7 +10,7 @@ from .api import api_router
 from .core import passwords
 from .core.config import get_settings
 from .core.db import engine
-from .core.errors import add_exception_handlers
+from .core.error_handlers import add_exception_handlers
 from .core.limits import RequestLimits
 from .core.logging import configure_logging
 from .core.metrics import add_metrics

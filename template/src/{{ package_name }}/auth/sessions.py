@@ -1,4 +1,5 @@
-"""Sign-in sessions: one per sign-in, each with a refresh token that works once.
+"""Sign-in sessions: one per sign-in, each with a refresh token that works once (one piece:
+the table, the tokens it issues and their rotation are one protocol, read together).
 
 An access token names its session (`sid`) and works while the session lives; the query
 that loads the current user checks that (auth/dependencies.py). A refresh token is a

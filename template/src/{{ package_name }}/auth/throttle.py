@@ -1,4 +1,5 @@
-"""Failed sign-ins slow down, counted so that nobody locks anyone else out.
+"""Failed sign-ins slow down, counted so that nobody locks anyone else out (one piece: the
+three counts below are read and written together, by admit()).
 
 Three counts, each a row keyed by what it counts:
 

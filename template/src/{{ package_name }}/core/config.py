@@ -1,3 +1,7 @@
+"""Settings: every environment variable the service reads, with its default and bounds, in one
+class (one piece: one place to look a setting up). get_settings() gives the one instance.
+"""
+
 import json
 import secrets
 import sys

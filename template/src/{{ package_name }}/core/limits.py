@@ -1,5 +1,6 @@
-"""Refuse what would cost too much before the application reads it: bodies over a size limit
-(413), JSON objects of too many members (422), sign-ins while password hashing is full (503).
+"""Refuse what would cost too much before the application reads it, in one ASGI layer (one
+piece, so that a request pays for one wrapper): bodies over a size limit (413), JSON objects of
+too many members (422), sign-ins while password hashing is full (503).
 
 FastAPI 0.165 can limit bodies itself (`FastAPI(max_body_size=…)`, Starlette's
 RequestBodyLimitMiddleware), but it answers a declared Content-Length over the limit with a

@@ -1,4 +1,5 @@
-"""Prometheus metrics at /metrics: requests, latency, in flight, pool, password hashing, throttling.
+"""Prometheus metrics at /metrics, all in one place (one piece: what is counted and how every
+worker's counts are summed): requests, latency, in flight, pool, password hashing, throttling.
 
 Off with METRICS_ENABLED=false. Under several worker processes (WEB_CONCURRENCY) each worker
 writes its figures to files in a directory they share, and /metrics sums them all: whichever

@@ -1,3 +1,7 @@
+"""The /users routes: sign-up, the caller's own account and sessions (/me), and what superusers
+do to any account (one router, so that the API document lists them as one group).
+"""
+
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
