@@ -94,7 +94,7 @@ def test_answers_turn_files_on_and_off(case: Case) -> None:
     assert (project / "src" / "acme_orders" / "items").exists() == has_items
     has_email = answer(answers, "email")
     assert (project / "src" / "acme_orders" / "email").exists() == has_email
-    assert (project / "tests" / "test_email.py").exists() == has_email
+    assert (project / "tests" / "email").exists() == has_email
 
 
 def test_database_answer_reaches_ci_and_compose(case: Case) -> None:

@@ -328,4 +328,4 @@ def test_the_readme_adds_a_resource_as_written(project: Path, tmp_path: Path) ->
         for path in set(versions.iterdir()) - before:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         shutil.rmtree(project / "src" / "acme_orders" / "orders", ignore_errors=True)
-        (project / "tests" / "test_orders.py").unlink(missing_ok=True)
+        shutil.rmtree(project / "tests" / "orders", ignore_errors=True)

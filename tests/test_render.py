@@ -34,8 +34,8 @@ def test_default_render_has_the_contract_layout(render: Render) -> None:
     for path in [
         "pyproject.toml", "README.md", ".env", ".env.example", ".gitignore",
         "alembic.ini", ".copier-answers.yml", "migrations/env.py", "migrations/script.py.mako",
-        "tests/conftest.py", "tests/test_users.py", "tests/test_items.py",
-        "tests/test_migrations.py",
+        "tests/conftest.py", "tests/users/test_routes.py", "tests/items/test_routes.py",
+        "tests/system/test_migrations.py",
     ]:  # fmt: skip
         assert (project / path).is_file(), path
     for module in ["main", "api", "initial_data", "core/config", "core/db", "core/engines",
@@ -69,7 +69,7 @@ def test_render_holds_no_template_syntax_and_compiles(render: Render, answers: d
 def test_without_items_nothing_refers_to_them(render: Render) -> None:
     project = render(include_items=False)
     assert not (project / "src" / "acme_orders" / "items").exists()
-    assert not (project / "tests" / "test_items.py").exists()
+    assert not (project / "tests" / "items").exists()
     mention = re.compile(r"\bitems?\b(?!\()", re.IGNORECASE)  # but dict.items()
     for path in files_of(project):
         if path.suffix in {".py", ".mako", ".md", ".ini", ".toml"}:
@@ -83,7 +83,7 @@ def test_without_items_nothing_refers_to_them(render: Render) -> None:
 def test_without_email_nothing_of_it_is_rendered(render: Render) -> None:
     project = render(email=False)
     assert not (project / "src" / "acme_orders" / "email").exists()
-    assert not (project / "tests" / "test_email.py").exists()
+    assert not (project / "tests" / "email").exists()
     assert not list((project / "migrations" / "versions").glob("email_*"))
     mention = re.compile(r"smtp|outbox|email_verified|aiosmtp|jinja2|mailpit", re.IGNORECASE)
     for path in files_of(project):

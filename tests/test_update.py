@@ -159,7 +159,7 @@ def test_update_that_changes_an_answer_removes_the_domain_cleanly(
     )
     assert_no_conflicts(project)
     assert not (project / "src" / "acme_orders" / "items").exists()
-    assert not (project / "tests" / "test_items.py").exists()
+    assert not (project / "tests" / "items").exists()
     assert "items" not in (project / "src" / "acme_orders" / "api.py").read_text()
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["include_items"] is False
@@ -276,6 +276,14 @@ def released_then_current(tmp_path: Path) -> Path:
     return repo
 
 
+def files_under(folder: Path) -> set[str]:
+    return {
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
 def in_project(project: Path, env: dict[str, str], *command: str) -> str:
     result = subprocess.run(
         command, cwd=project, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -322,6 +330,10 @@ def test_a_project_with_data_updates_from_the_previous_release(
         )  # fmt: skip
         assert_no_conflicts(project)
         assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2"
+        # Test files the template moved (tests/ mirrors src/ since issue 17) leave no old copy
+        # behind: the project's tests are exactly those of a fresh render.
+        fresh = copy_project(released_then_current, tmp_path / "fresh", **(before | after))
+        assert files_under(project / "tests") == files_under(fresh / "tests")
         run("uv", "sync", "--quiet")
         run("uv", "run", "--no-sync", "alembic", "upgrade", "head")
         run("uv", "run", "--no-sync", "alembic", "check")

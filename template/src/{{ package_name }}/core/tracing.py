@@ -90,7 +90,7 @@ def add_tracing(app: Any, engine: AsyncEngine, provider: "TracerProvider | None"
     instrumentor = SQLAlchemyInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         # Its declared range stops short of SQLAlchemy 2.1, whose engine events it uses
-        # unchanged (tests/test_tracing.py shows the statements traced).
+        # unchanged (tests/core/test_tracing.py shows the statements traced).
         instrumentor.instrument(
             engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
         )
