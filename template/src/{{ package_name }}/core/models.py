@@ -56,6 +56,12 @@ Text = Annotated[
     str, AfterValidator(no_nul), pydantic.Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 ]
 
+# A field's rule is one alias, e.g. `Title = Annotated[Text, pydantic.Field(max_length=255)]`,
+# used by the table model (through its base) and the request models alike. Two details let
+# SQLModel size the column from it: the length is given with pydantic.Field (SQLModel does
+# not read StringConstraints' max_length), and a nullable field's alias holds the None
+# (`Annotated[Text | None, ...]`: SQLModel reads no length from inside `Alias | None`).
+
 
 def timestamp_field() -> datetime:
     return Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[no-any-return]

@@ -1,7 +1,7 @@
 from typing import Annotated
 
+import pydantic
 from fastapi import APIRouter, Request, status
-from pydantic import StringConstraints
 from sqlmodel import SQLModel
 
 from ..auth import throttle
@@ -22,7 +22,7 @@ router = APIRouter(lifespan=delivery_lifespan)
 
 # What secrets.token_urlsafe makes: anything else cannot be a mailed token.
 MailToken = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    str, pydantic.Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 
 INVALID_TOKEN = responses(service.InvalidTokenError)

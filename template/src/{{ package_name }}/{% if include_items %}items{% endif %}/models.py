@@ -1,23 +1,20 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import StringConstraints, field_validator
+import pydantic
 from sqlmodel import Field, SQLModel
 
-from ..core.models import WRITE_MODEL_CONFIG, Text, UTCDateTime, no_nul, timestamp_field
+from ..core.models import WRITE_MODEL_CONFIG, Text, UTCDateTime, timestamp_field
 
-Title = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
-Description = Annotated[Text, StringConstraints(max_length=4000)]
+# Each field's rule, stated once: the models below validate by it, the API schema shows it
+# and the table's column takes its length from it (see core.models on the form).
+Title = Annotated[Text, pydantic.Field(min_length=1, max_length=255)]
+Description = Annotated[Text | None, pydantic.Field(max_length=4000)]
 
 
 class ItemBase(SQLModel):
-    title: str = Field(min_length=1, max_length=255)
-    description: str | None = Field(default=None, max_length=4000)
-
-    @field_validator("title", "description")
-    @classmethod
-    def refuse_nul(cls, value: str | None) -> str | None:
-        return None if value is None else no_nul(value)
+    title: Title
+    description: Description = None
 
 
 class Item(ItemBase, table=True):
@@ -34,17 +31,13 @@ class Item(ItemBase, table=True):
 class ItemCreate(ItemBase):
     model_config = WRITE_MODEL_CONFIG
 
-    # The same rules as ItemBase's, in a form the API schema can describe.
-    title: Title
-    description: Description | None = None
-
 
 class ItemUpdate(SQLModel):
     model_config = WRITE_MODEL_CONFIG
 
-    # Optional but never null: see users.models.
+    # May be left out, but not set to null: see users.models.
     title: Title = Field(default=None)
-    description: Description | None = None
+    description: Description = None
 
 
 class ItemPublic(SQLModel):
