@@ -1,30 +1,32 @@
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import Row, Table, bindparam, exists, inspect, select
+from sqlalchemy import Table, bindparam, exists, inspect, select
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 
-from ..core.db import SessionDep
 from ..core.errors import ForbiddenError, UnauthorizedError, responses
+from ..core.hot_read import HotRead
 from ..core.tokens import read_access_token
 from ..users.models import User
 from .sessions import UserSession
 
-# The user of a live session, read on every signed-in request: a Core statement built once
-# (SQLAlchemy compiles it once and caches that), of every column of the users table, so it
-# follows the model. The user comes back only while the token's session lives: one
-# statement checks both.
+# The user of a live session, read on every signed-in request (core/hot_read.py): every
+# column of the users table, so it follows the model. The user comes back only while the
+# token's session lives: one statement checks both.
 _USERS: Table = User.__table__  # type: ignore[attr-defined]
 _SESSIONS: Table = UserSession.__table__  # type: ignore[attr-defined]
-_USER_OF_LIVE_SESSION = select(*_USERS.columns).where(
-    _USERS.c.id == bindparam("user_id"),
-    exists().where(
-        _SESSIONS.c.id == bindparam("session_id"),
-        _SESSIONS.c.user_id == _USERS.c.id,
-        _SESSIONS.c.ended_at.is_(None),
-    ),
+_USER_OF_LIVE_SESSION = HotRead(
+    select(*_USERS.columns).where(
+        _USERS.c.id == bindparam("user_id"),
+        exists().where(
+            _SESSIONS.c.id == bindparam("session_id"),
+            _SESSIONS.c.user_id == _USERS.c.id,
+            _SESSIONS.c.ended_at.is_(None),
+        ),
+    )
 )
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
@@ -55,7 +57,7 @@ class Caller:
     session_id: int
 
 
-def _user_from_row(row: Row[Any]) -> User:
+def _user_from_row(row: Sequence[Any]) -> User:
     """A User as the ORM would load it, detached: a route's db session takes it in with add().
 
     Built as the ORM builds loaded objects (no validation, no change history), without its
@@ -75,16 +77,12 @@ def _user_from_row(row: Row[Any]) -> User:
 _user_attributes: tuple[str, ...] = ()
 
 
-async def _caller_of(db: SessionDep, token: str) -> Caller:
+async def _caller_of(token: str) -> Caller:
     claims = read_access_token(token)
     if claims is None:
         raise NotSignedInError("Could not validate credentials")
     user_id, session_id = claims
-    connection = await db.connection()
-    result = await connection.execute(
-        _USER_OF_LIVE_SESSION, {"user_id": user_id, "session_id": session_id}
-    )
-    row = result.first()
+    row = await _USER_OF_LIVE_SESSION.first(user_id=user_id, session_id=session_id)
     if row is None:
         raise NotSignedInError("Could not validate credentials")
     user = _user_from_row(row)
@@ -93,32 +91,29 @@ async def _caller_of(db: SessionDep, token: str) -> Caller:
     return Caller(user=user, session_id=session_id)
 
 
-# Each of these reads the caller itself, on the request's database session: a route takes
-# one of them, never two.
+# Each of these reads the caller itself, before the route's database session starts: a
+# route takes one of them, never two.
 
 
-async def get_current_caller(
-    db: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
-) -> Caller:
-    return await _caller_of(db, token)
+async def get_current_caller(token: Annotated[str, Depends(oauth2_scheme)]) -> Caller:
+    return await _caller_of(token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def get_current_user(db: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]) -> User:
-    return (await _caller_of(db, token)).user
+async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)]) -> User:
+    return (await _caller_of(token)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def get_optional_caller(
-    db: SessionDep,
     token: Annotated[str | None, Depends(optional_oauth2_scheme)],
 ) -> Caller | None:
     """The caller where a token came with the request (it must be valid), else None."""
-    return None if token is None else await _caller_of(db, token)
+    return None if token is None else await _caller_of(token)
 
 
 OptionalCaller = Annotated[Caller | None, Depends(get_optional_caller)]
