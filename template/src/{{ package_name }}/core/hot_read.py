@@ -12,7 +12,7 @@ other query.
 
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
@@ -42,12 +42,19 @@ def unavailable() -> tuple[type[BaseException], ...]:
 _Processor = Callable[[Any], Any] | None
 
 
+class _Compiled(NamedTuple):
+    sql: str
+    # Each parameter in the driver's order: its name, its value unless given, how to send it.
+    binds: tuple[tuple[str, Any, _Processor], ...]
+    columns: tuple[_Processor, ...]  # how each column's value is taken in, if at all
+
+
 class HotRead:
     """A SELECT that returns its first row as fast as the database allows."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
-        self._compiled: dict[Dialect, tuple[str, tuple[str, ...], tuple[_Processor, ...]]] = {}
+        self._compiled: dict[Dialect, _Compiled] = {}
 
     async def first(self, **params: Any) -> Sequence[Any] | None:
         bind = db.SessionFactory.kw.get("bind")
@@ -66,13 +73,17 @@ class HotRead:
     async def _first_on_asyncpg(
         self, engine: AsyncEngine, params: dict[str, Any]
     ) -> Sequence[Any] | None:
-        sql, names, processors = self._compile(engine.dialect)
+        compiled = self._compile(engine.dialect)
+        args = []
+        for name, default, process in compiled.binds:
+            value = params.get(name, default)
+            args.append(process(value) if process else value)
         # A connection from the pool as SQLAlchemy hands it out; errors while connecting are
         # SQLAlchemy's, as for any query.
         pooled = await greenlet_spawn(engine.sync_engine.raw_connection)
         driver: Any = pooled.driver_connection
         try:
-            record: Sequence[Any] | None = await driver.fetchrow(sql, *(params[n] for n in names))
+            record: Sequence[Any] | None = await driver.fetchrow(compiled.sql, *args)
         except BaseException as error:
             # Cancelled mid-read (the client left), a statement may still be running on this
             # connection: it must not go back to the pool, nor may a broken one.
@@ -81,22 +92,29 @@ class HotRead:
                 await greenlet_spawn(pooled.invalidate, error)
             if gone:
                 raise OperationalError(
-                    sql, None, error, hide_parameters=True, connection_invalidated=True
+                    compiled.sql, None, error, hide_parameters=True, connection_invalidated=True
                 ) from error
             raise
         finally:
             await greenlet_spawn(pooled.close)
-        if record is None or not any(processors):
+        if record is None or not any(compiled.columns):
             return record
-        return tuple(p(v) if p else v for p, v in zip(processors, record, strict=True))
+        return tuple(p(v) if p else v for p, v in zip(compiled.columns, record, strict=True))
 
-    def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...], tuple[_Processor, ...]]:
+    def _compile(self, dialect: Dialect) -> _Compiled:
         if (compiled := self._compiled.get(dialect)) is None:
             statement = self.statement.compile(dialect=dialect)
-            processors = tuple(
+            binds = tuple(
+                (
+                    name,
+                    bind.effective_value,
+                    bind.type.dialect_impl(dialect).bind_processor(dialect),
+                )
+                for name, bind in ((n, statement.binds[n]) for n in statement.positiontup or ())
+            )
+            columns = tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
                 for column in self.statement.selected_columns
             )
-            names = tuple(statement.positiontup or ())
-            compiled = self._compiled[dialect] = (statement.string, names, processors)
+            compiled = self._compiled[dialect] = _Compiled(statement.string, binds, columns)
         return compiled
